@@ -1,0 +1,155 @@
+"""Read and write images: one place for every input kind.
+
+``read_image`` returns an HxW (gray) or HxWxC (RGB / RGBA) numpy array of
+dtype uint8 or uint16, with EXIF orientation applied, palette and CMYK
+converted to RGB(A). ``write_image`` writes atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class ImageReadError(Exception):
+    """An input file could not be read as an image; the message says why."""
+
+
+def _from_pil(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.array(im, dtype=np.uint16)
+    if mode == "I":  # 32-bit int, used by PIL for 16-bit gray PNGs
+        return np.clip(np.array(im), 0, 65535).astype(np.uint16)
+    if mode == "F":
+        a = np.array(im, dtype=np.float32)
+        return np.clip(np.round(a), 0, 65535).astype(np.uint16)
+    if mode in ("1", "L"):
+        return np.array(im.convert("L"), dtype=np.uint8)
+    if mode == "LA":
+        return np.array(im.convert("RGBA"), dtype=np.uint8)
+    if mode == "P":
+        has_alpha = "transparency" in im.info
+        return np.array(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
+    if mode in ("RGBA", "RGB"):
+        return np.array(im, dtype=np.uint8)
+    if mode == "PA" or mode == "RGBa" or mode == "La":
+        return np.array(im.convert("RGBA"), dtype=np.uint8)
+    # CMYK, YCbCr, LAB, HSV, ...
+    return np.array(im.convert("RGB"), dtype=np.uint8)
+
+
+def _read_16bit_rgb_png(path: Path) -> np.ndarray | None:
+    """PIL reads 16-bit RGB(A) PNGs as 8-bit; decode them with pypng instead."""
+    import png
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    if info["bitdepth"] != 16:
+        return None
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    return a.reshape(h, w, info["planes"])
+
+
+def read_image(path) -> np.ndarray:
+    """Load an image file as uint8/uint16 HxW or HxWxC. Raises ImageReadError."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            arr = _from_pil(im)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None
+    if arr.ndim == 3 and arr.dtype == np.uint8 and path.suffix.lower() == ".png":
+        deep = _maybe_16bit_png(path)
+        if deep is not None and deep.shape[:2] == arr.shape[:2]:
+            arr = deep
+    if arr.size == 0:
+        raise ImageReadError(f"{path}: image has no pixels")
+    return arr
+
+
+def _maybe_16bit_png(path: Path) -> np.ndarray | None:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if not (len(head) >= 25 and head[24] == 16):  # IHDR bit depth
+        return None
+    try:
+        return _read_16bit_rgb_png(path)
+    except Exception as e:
+        raise ImageReadError(f"{path}: corrupt 16-bit PNG ({e})") from None
+
+
+def to_rgb_float(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16 HxW[xC] -> float32 HxWx3 in [0, 1] (alpha dropped, gray repeated)."""
+    maxv = 65535.0 if img.dtype == np.uint16 else 255.0
+    a = img.astype(np.float32) / maxv
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[:, :, :3]
+    return a
+
+
+def to_uint(a: np.ndarray, dtype=np.uint8) -> np.ndarray:
+    """float in [0, 1] -> uint8/uint16 with rounding and clipping."""
+    maxv = 65535.0 if dtype == np.uint16 else 255.0
+    return np.clip(np.round(a * maxv), 0, maxv).astype(dtype)
+
+
+def write_image(path, img: np.ndarray, quality: int = 95) -> None:
+    """Write atomically: to a temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        _save(tmp, img, path.suffix.lower(), quality)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
+    if img.dtype == np.uint16:
+        if ext != ".png":
+            img = (img // 257).astype(np.uint8)
+        else:
+            import png
+            img3 = img[:, :, None] if img.ndim == 2 else img
+            h, w, c = img3.shape
+            writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+            with open(tmp, "wb") as f:
+                writer.write(f, img3.reshape(h, w * c))
+            return
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
+           ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}.get(ext, "PNG")
+    im = Image.fromarray(img)
+    if fmt == "JPEG":
+        if im.mode == "RGBA":
+            im = im.convert("RGB")
+        im.save(tmp, format=fmt, quality=quality)
+    else:
+        im.save(tmp, format=fmt)
+
+
+def list_images(folder) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
