@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,9 +125,8 @@ def write_manifest(bundle: Bundle) -> Path:
     for c in bundle.classes:
         c.sha256 = sha256_file(root / c.weights)
     text = yaml.safe_dump(bundle.to_dict(), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=root)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    tmp = root / f".{MANIFEST}.tmp"
+    tmp.write_text(text)
     os.replace(tmp, root / MANIFEST)
     return root / MANIFEST
 

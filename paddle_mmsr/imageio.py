@@ -119,11 +119,18 @@ def write_image(path, img: np.ndarray, quality: int = 95) -> None:
     os.close(fd)
     try:
         _save(tmp, img, path.suffix.lower(), quality)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:

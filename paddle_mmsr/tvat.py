@@ -1,7 +1,7 @@
 """TVAT: a cheap texture score (MMSR paper, eqs. 1-3).
 
 For every pixel i, VSP_i = sum over its 8 neighbours j of ||p_i - p_j||^2
-(all colour channels; image borders replicate the edge pixel, so outside
+(all colour channels; a gray image counts as three equal channels; image borders replicate the edge pixel, so outside
 neighbours add nothing). Then
 
     TVAT = sum_i VSP_i * [VSP_i > tau] / (rows * cols) / norm
@@ -67,6 +67,12 @@ def _as_float(img: np.ndarray, value_max: float) -> np.ndarray:
     return a if a.ndim == 3 else a[:, :, None]
 
 
+def _channel_factor(img) -> float:
+    """Gray counts as three equal channels, so gray and RGB photos share bounds."""
+    img = np.asarray(img)
+    return 3.0 if img.ndim == 2 or img.shape[2] == 1 else 1.0
+
+
 def vsp(img: np.ndarray, value_max: float = 255.0) -> np.ndarray:
     """VSP map (HxW float32) of an HxW or HxWxC image (uint8/uint16, or float in [0,1])."""
     a = _as_float(img, value_max)
@@ -78,7 +84,7 @@ def vsp(img: np.ndarray, value_max: float = 255.0) -> np.ndarray:
             if dy or dx:
                 d = p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - a
                 out += np.einsum("ijc,ijc->ij", d, d)
-    return out
+    return out * _channel_factor(img)
 
 
 def tvat(img: np.ndarray, tau: float = 5.0, norm: float = 1e4, value_max: float = 255.0) -> float:

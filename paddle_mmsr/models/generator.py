@@ -76,7 +76,7 @@ class Generator(nn.Layer):
             for layer in block.body:
                 if isinstance(layer, nn.Conv2D):
                     layer.weight.set_value(layer.weight * factor)
-        self.tail.weight.set_value(self.tail.weight * factor)
+        self.tail.weight.set_value(self.tail.weight * factor * 0.1)
 
     def forward(self, x):
         feat = self.head(x)

@@ -1,0 +1,390 @@
+"""Training configuration: YAML -> nested dataclasses, validated.
+
+Unknown or mistyped keys are refused with the closest valid key suggested;
+values are type-checked. ``-o a.b=c`` overrides are applied to the raw YAML
+before validation (values parsed as YAML, list items addressed by index:
+``-o classes.0.spec=8-6``). This module does not import paddle.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides",
+           "config_to_dict"]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------ schema
+@dataclass
+class GeneratorOptions:
+    channels: int = 64
+    form: str = "srgan"          # srgan (paper, with BN) | fast (no BN, bicubic residual)
+    head_kernel: int = 9
+    tail_kernel: int = 9
+
+
+@dataclass
+class DegradationConfig:
+    kernel: str = "bicubic"
+    blur: float = 0.0
+    noise: float = 0.0
+    jpeg: int = 0
+
+
+@dataclass
+class DataConfig:
+    split: Optional[str] = None        # folder written by tools/split_tvat.py (split.yaml)
+    sources: list = field(default_factory=list)  # folders/manifests when there is no split
+    crop: int = 96                     # HR crop; LR is crop / scale
+    batch_size: int = 16
+    workers: int = 0                   # DataLoader worker processes (0 = in the training process)
+    augment: bool = True
+    cache: bool = True                 # keep decoded images in memory
+    degradation: Optional[DegradationConfig] = None  # default: the split's, else bicubic
+
+
+@dataclass
+class ClassConfig:
+    spec: str = "16-8"
+    generator: dict = field(default_factory=dict)  # overrides of model.generator
+    sources: list = field(default_factory=list)    # overrides the split's manifest
+
+
+@dataclass
+class ModelConfig:
+    generator: GeneratorOptions = field(default_factory=GeneratorOptions)
+    discriminator_channels: int = 64
+
+
+@dataclass
+class TVATConfig:
+    tau: float = 5.0
+    norm: float = 1e4
+    value_max: float = 255.0
+    bounds: list = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    pretrain_iters: int = 1000       # phase 1: G alone on the pixel loss
+    adversarial_iters: int = 0       # phase 2: G + D
+    d_updates: int = 1               # D updates per G update in phase 2
+    ema_decay: float = 0.0           # EMA of G weights (0 = off); used for val and export
+    amp: bool = False                # mixed precision, GPU only
+    cpu_threads: int = 0             # 0 = library default
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    milestones: list = field(default_factory=list)  # phase-local iterations where lr *= gamma
+    gamma: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    pretrain: OptimizerConfig = field(default_factory=OptimizerConfig)
+    generator: OptimizerConfig = field(default_factory=OptimizerConfig)
+    discriminator: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+@dataclass
+class LossConfig:
+    pixel: str = "mse"               # mse | l1: phase-1 loss and the optional phase-2 term
+    pixel_weight: float = 0.0        # phase-2 pixel term (0 = SRGAN)
+    content_weight: float = 1.0      # phase-2 VGG feature loss
+    adv_weight: float = 1e-3
+    vgg_layer: str = "conv5_4"
+    vgg_weights: str = "auto"        # auto (search, fail if absent) | PATH | random (tests only)
+
+
+@dataclass
+class ValConfig:
+    dir: Optional[str] = None        # folder with HR/ and LR_bicubic_X<scale>/
+    every: int = 1000
+    max_images: int = 0              # 0 = all
+    crop_border: Optional[int] = None  # default: scale
+    routed: bool = True              # evaluate the assembled bundle at the end
+
+
+@dataclass
+class LogConfig:
+    every: int = 20                  # scalars, progress, non-finite check
+    images_every: int = 500
+    histograms_every: int = 2000
+    progress: bool = True            # tqdm bar
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500                 # iterations
+    minutes: float = 10.0            # also save when this much time passed (0 = off)
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    output: Optional[str] = None     # default: output/<name>
+    scale: int = 4
+    device: str = "auto"             # auto | cpu | gpu
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    classes: list = field(default_factory=lambda: [ClassConfig()])
+    tvat: Optional[TVATConfig] = None  # only without a split (taken from split.yaml otherwise)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output or f"output/{self.name}")
+
+    def generator_options(self, class_id: int) -> dict:
+        """Generator kwargs of one class (model defaults + class overrides)."""
+        opts = asdict(self.model.generator)
+        opts.update(self.classes[class_id].generator)
+        return opts
+
+
+_LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
+_CHOICES = {
+    (GeneratorOptions, "form"): ("srgan", "fast"),
+    (DegradationConfig, "kernel"): ("bicubic", "bilinear"),
+    (Config, "device"): ("auto", "cpu", "gpu"),
+    (LossConfig, "pixel"): ("mse", "l1"),
+}
+
+
+# -------------------------------------------------------------- conversion
+def _suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _convert(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        tp = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        origin = typing.get_origin(tp)
+    if is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is list or origin is list:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+    if tp is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls, raw, where: str = ""):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown key '{path}'{_suggest(str(key), names)}")
+        item_type = _LIST_ITEM_TYPES.get((cls, key))
+        if item_type is not None:
+            if not isinstance(value, list):
+                raise ConfigError(f"{path}: expected a list, got {value!r}")
+            kwargs[key] = [_build(item_type, v, f"{path}.{i}") for i, v in enumerate(value)]
+        else:
+            kwargs[key] = _convert(value, hints[key], path)
+        choices = _CHOICES.get((cls, key))
+        if choices and kwargs[key] not in choices:
+            raise ConfigError(f"{path}: {kwargs[key]!r} is not one of {choices}"
+                              f"{_suggest(str(kwargs[key]), choices)}")
+    return cls(**kwargs)
+
+
+# -------------------------------------------------------------- overrides
+def _parse_override(text: str):
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Set ``a.b.c=value`` entries in a raw config dict (a modified copy)."""
+    raw = copy.deepcopy(raw or {})
+    for text in overrides or []:
+        key, value = _parse_override(text)
+        parts = key.split(".")
+        node = raw
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                try:
+                    idx = int(part)
+                    node[idx]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"override {key}: '{part}' is not an index of a "
+                                      f"{len(node)}-item list") from None
+                if last:
+                    node[idx] = value
+                else:
+                    if node[idx] is None:
+                        node[idx] = {}
+                    node = node[idx]
+            else:
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = [ClassConfig().__dict__] if part == "classes" else {}
+                    node = node[part]
+    return raw
+
+
+# -------------------------------------------------------------- semantics
+def _check(cfg: Config) -> Config:
+    from .models.spec import ModelSpec
+    errors = []
+    if cfg.scale not in (2, 3, 4):
+        errors.append(f"scale: must be 2, 3 or 4, got {cfg.scale}")
+    if not cfg.classes:
+        errors.append("classes: at least one class is needed")
+    gen_keys = [f.name for f in fields(GeneratorOptions)]
+    for i, c in enumerate(cfg.classes):
+        try:
+            ModelSpec.parse(c.spec)
+        except ValueError as e:
+            errors.append(f"classes.{i}.spec: {e}")
+        for k in c.generator:
+            if k not in gen_keys:
+                errors.append(f"unknown key 'classes.{i}.generator.{k}'{_suggest(k, gen_keys)}")
+        try:
+            _build(GeneratorOptions, {**asdict(cfg.model.generator), **c.generator},
+                   f"classes.{i}.generator")
+        except ConfigError as e:
+            errors.append(str(e))
+    d = cfg.data
+    if d.crop % cfg.scale:
+        errors.append(f"data.crop: {d.crop} is not a multiple of scale {cfg.scale}")
+    if d.crop // cfg.scale < 8:
+        errors.append(f"data.crop: {d.crop} gives LR crops under 8 px")
+    if d.batch_size < 1 or d.workers < 0:
+        errors.append("data.batch_size must be >= 1 and data.workers >= 0")
+    if d.split is None and not d.sources and not all(c.sources for c in cfg.classes):
+        errors.append("data: give data.split (a tools/split_tvat.py folder) or data.sources")
+    if d.split is None and len(cfg.classes) > 1:
+        if not all(c.sources for c in cfg.classes):
+            errors.append("without data.split, every class needs its own classes.N.sources")
+        if cfg.tvat is None or len(cfg.tvat.bounds) != len(cfg.classes) - 1:
+            errors.append(f"without data.split, tvat.bounds must hold {len(cfg.classes) - 1} "
+                          "class bounds")
+    t = cfg.train
+    if t.pretrain_iters < 0 or t.adversarial_iters < 0:
+        errors.append("train: iteration counts must be >= 0")
+    if t.pretrain_iters + t.adversarial_iters == 0:
+        errors.append("train: pretrain_iters + adversarial_iters is 0, nothing to train")
+    if t.d_updates < 1:
+        errors.append("train.d_updates must be >= 1")
+    if not 0.0 <= t.ema_decay < 1.0:
+        errors.append("train.ema_decay must be in [0, 1)")
+    for name in ("pretrain", "generator", "discriminator"):
+        o = getattr(cfg.optim, name)
+        if o.lr <= 0 or not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
+            errors.append(f"optim.{name}: lr must be > 0 and betas in [0, 1)")
+        if sorted(o.milestones) != list(o.milestones) or any(
+                not isinstance(m, int) or m <= 0 for m in o.milestones):
+            errors.append(f"optim.{name}.milestones: increasing positive integers, "
+                          f"got {o.milestones}")
+    lo = cfg.loss
+    if t.adversarial_iters > 0 and lo.content_weight > 0:
+        from .models.vgg import LAYER_NAMES  # noqa: imports paddle only here
+        if lo.vgg_layer not in LAYER_NAMES:
+            errors.append(f"loss.vgg_layer: unknown layer {lo.vgg_layer!r}"
+                          f"{_suggest(lo.vgg_layer, LAYER_NAMES)}")
+    if cfg.val.every < 1 or cfg.log.every < 1 or cfg.checkpoint.every < 1:
+        errors.append("val.every, log.every and checkpoint.every must be >= 1")
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return cfg
+
+
+def parse_config(raw: dict, overrides=None) -> Config:
+    raw = apply_overrides(raw, overrides)
+    return _check(_build(Config, raw))
+
+
+def load_config(path, overrides=None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    try:
+        return parse_config(raw, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return asdict(cfg)
+
+
+def config_digest(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

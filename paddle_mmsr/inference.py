@@ -1,0 +1,212 @@
+"""Run class generators fast: export once with ``paddle.jit.save``, run with
+Paddle Inference (oneDNN on CPU; CUDA / TensorRT on a GPU build). Dygraph is
+the fallback and has the same interface: ``runner.run(x)`` maps an NCHW
+float32 batch to its upscaled NCHW float32 batch, and is thread-safe.
+
+The export is cached in ``<bundle>/inference_cache/<sha256 of weights>/``;
+changed weights give a new folder (old ones are pruned), so a stale export is
+never used. A read-only bundle caches under ``~/.cache/paddle-mmsr``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import sha256_file
+
+__all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
+           "cache_root", "prune_cache", "make_runner", "default_threads"]
+
+BACKENDS = ("auto", "inference", "dygraph")
+DEVICES = ("cpu", "gpu")
+CACHE_DIR = "inference_cache"
+_EXPORT_LOCK = threading.Lock()
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "gpu":
+        import paddle
+        if not paddle.is_compiled_with_cuda():
+            raise RuntimeError("--device gpu: this PaddlePaddle build has no CUDA support "
+                               "(install paddlepaddle-gpu, or use --device cpu)")
+
+
+class DygraphRunner:
+    """Plain dygraph forward; one lock serialises callers."""
+    name = "dygraph"
+
+    def __init__(self, layer, device: str = "cpu"):
+        self.layer, self.device = layer, device
+        self._lock = threading.Lock()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import paddle
+        with self._lock, paddle.no_grad():
+            place = paddle.CUDAPlace(0) if self.device == "gpu" else paddle.CPUPlace()
+            return self.layer(paddle.to_tensor(x, place=place)).numpy()
+
+
+class PredictorRunner:
+    """A Paddle Inference predictor; concurrent callers get clones (shared weights)."""
+    name = "inference"
+
+    def __init__(self, model_file, params_file, device: str = "cpu", threads: int | None = None,
+                 tensorrt: bool = False, gpu_id: int = 0):
+        from paddle import inference as pi
+        cfg = pi.Config(str(model_file), str(params_file))
+        if device == "gpu":
+            cfg.enable_use_gpu(256, gpu_id)
+            if tensorrt:  # dynamic H/W: TensorRT builds engines per shape range
+                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=16,
+                                           min_subgraph_size=3,
+                                           precision_mode=pi.PrecisionType.Float32,
+                                           use_static=False, use_calib_mode=False)
+        else:
+            cfg.disable_gpu()
+            cfg.enable_mkldnn()
+            cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
+            cfg.set_cpu_math_library_num_threads(threads or default_threads())
+        cfg.enable_memory_optim()
+        cfg.disable_glog_info()
+        self._base = pi.create_predictor(cfg)
+        self._idle = queue.SimpleQueue()
+        self._idle.put(self._base)
+        self._clone_lock = threading.Lock()
+
+    def _take(self):
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._clone_lock:
+                return self._base.clone()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        pred = self._take()
+        try:
+            inp = pred.get_input_handle(pred.get_input_names()[0])
+            inp.reshape(list(x.shape))
+            inp.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+            pred.run()
+            return pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+        finally:
+            self._idle.put(pred)
+
+
+def cache_root(bundle, cache_dir=None) -> Path:
+    """Where exports live: ``cache_dir``, else the bundle's, else the user cache."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    root = Path(bundle.root) / CACHE_DIR
+    if os.access(root if root.exists() else bundle.root, os.W_OK):
+        return root
+    tag = sha256_text(str(Path(bundle.root).resolve()))[:16]
+    return Path.home() / ".cache" / "paddle-mmsr" / CACHE_DIR / tag
+
+
+def sha256_text(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _export_meta(bundle, entry) -> dict:
+    import paddle
+    return {"spec": str(entry.spec), "generator": dict(entry.generator), "scale": bundle.scale,
+            "paddle": paddle.__version__}
+
+
+def _model_files(folder: Path):
+    """(model file, params file) of a jit.save export: PIR ``.json`` or legacy ``.pdmodel``."""
+    for ext in (".json", ".pdmodel"):
+        if (folder / f"model{ext}").exists() and (folder / "model.pdiparams").exists():
+            return folder / f"model{ext}", folder / "model.pdiparams"
+    return None
+
+
+def export_generator(bundle, entry, cache_dir=None) -> tuple:
+    """Export class ``entry`` (once) and return (model file, params file)."""
+    import paddle
+    root = cache_root(bundle, cache_dir)
+    sha = sha256_file(bundle.weight_path(entry))
+    final = root / sha
+    meta = _export_meta(bundle, entry)
+    with _EXPORT_LOCK:
+        files = _model_files(final)
+        if files and _read_meta(final) == meta:
+            return files
+        layer = bundle.build_generator(entry)  # checks the manifest sha256 too
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+        try:
+            spec = paddle.static.InputSpec([None, 3, None, None], "float32", "x")
+            paddle.jit.save(layer, str(tmp / "model"), input_spec=[spec])
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process finished the same export first
+                if not _model_files(final):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return _model_files(final)
+
+
+def _read_meta(folder: Path):
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def prune_cache(bundle, cache_dir=None) -> list:
+    """Remove exports of weights no class uses any more; returns what was removed."""
+    root = cache_root(bundle, cache_dir)
+    if not root.is_dir():
+        return []
+    keep = {sha256_file(bundle.weight_path(c)) for c in bundle.classes
+            if bundle.weight_path(c).exists()}
+    removed = []
+    for d in root.iterdir():
+        if d.is_dir() and not d.name.startswith(".") and d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
+                threads: int | None = None, cache_dir=None, tensorrt: bool = False):
+    """A runner for one class. ``auto``: Paddle Inference, dygraph if export fails."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_device(device)
+    if backend != "dygraph":
+        try:
+            model, params = export_generator(bundle, entry, cache_dir)
+            return PredictorRunner(model, params, device, threads, tensorrt)
+        except Exception as e:
+            if backend == "inference":
+                raise
+            import warnings
+            warnings.warn(f"class {entry.id}: Paddle Inference unavailable ({e}); "
+                          "using dygraph (slower)")
+    layer = bundle.build_generator(entry)
+    if device == "gpu":
+        layer.to(device="gpu")
+    return DygraphRunner(layer, device)

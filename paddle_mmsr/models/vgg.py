@@ -1,0 +1,152 @@
+"""Frozen VGG19 feature extractor for the SRGAN content (perceptual) loss.
+
+Input: NCHW float32 RGB in [0, 1]; ImageNet mean/std normalisation is done
+inside. Only the layers up to the selected one are built. Parameter names
+match ``paddle.vision.models.vgg19()`` (``features.0.weight`` ...
+``features.34.bias``), so its state dicts load as they are.
+
+Default layer ``conv5_4``: the last conv of block 5 *before* its ReLU, i.e.
+SRGAN's "VGG54" taken before activation as ESRGAN recommends (denser, less
+saturated features). ``relu5_4`` gives SRGAN's original after-ReLU variant.
+
+Weights (``load_vgg19_features``), first found wins:
+  1. ``weights=`` a ``.pdparams`` path or a state dict;
+  2. ``$PADDLE_MMSR_VGG19``, ``~/.cache/paddle_mmsr/vgg19_features.pdparams``,
+     ``<repo>/pretrained/vgg19_features.pdparams``;
+  3. paddle.vision's ImageNet vgg19 download (needs network).
+Otherwise ``VGG19WeightsNotFound``. Random weights only with ``weights="random"``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paddle
+from paddle import nn
+
+__all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
+           "LAYER_NAMES", "default_weights_paths"]
+
+_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+        512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+ENV_VAR = "PADDLE_MMSR_VGG19"
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / "vgg19_features.pdparams"
+HINT = ("run `python tools/get_vgg19.py` (writes ~/.cache/paddle_mmsr/"
+        f"vgg19_features.pdparams), set ${ENV_VAR}, or pass weights=PATH")
+
+
+def _layer_names() -> tuple:
+    names, block, conv = [], 1, 0
+    for v in _CFG:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+    return tuple(names)
+
+
+# name -> index in paddle.vision vgg19().features
+LAYER_NAMES = _layer_names()
+
+
+class VGG19WeightsNotFound(FileNotFoundError):
+    pass
+
+
+class VGG19Features(nn.Layer):
+    """VGG19 ``features`` truncated after ``layer``; frozen, eval mode."""
+
+    def __init__(self, layer: str = "conv5_4"):
+        super().__init__()
+        if layer not in LAYER_NAMES:
+            raise ValueError(f"unknown VGG19 layer {layer!r}; one of {LAYER_NAMES}")
+        self.layer = layer
+        layers, cin = [], 3
+        for v in _CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2D(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2D(cin, v, 3, padding=1), nn.ReLU()]
+                cin = v
+        self.features = nn.Sequential(*layers[: LAYER_NAMES.index(layer) + 1])
+        self.register_buffer("mean", paddle.to_tensor(IMAGENET_MEAN).reshape([1, 3, 1, 1]),
+                             persistable=False)
+        self.register_buffer("std", paddle.to_tensor(IMAGENET_STD).reshape([1, 3, 1, 1]),
+                             persistable=False)
+        self.freeze()
+
+    def freeze(self):
+        for p in self.parameters():
+            p.stop_gradient = True
+        self.eval()
+        return self
+
+    def load_weights(self, state: dict):
+        """Load a vgg19 / vgg19().features state dict (extra keys ignored)."""
+        state = {k if k.startswith("features.") else "features." + k: v
+                 for k, v in state.items()}
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise KeyError(f"VGG19 weights lack {missing[:4]}... ({len(missing)} keys)")
+        for k, p in own.items():
+            if tuple(state[k].shape) != tuple(p.shape):
+                raise ValueError(f"{k}: shape {list(state[k].shape)} != {list(p.shape)}")
+        self.set_state_dict({k: state[k] for k in own})
+        return self.freeze()
+
+    def forward(self, x):
+        return self.features((x - self.mean) / self.std)
+
+
+def default_weights_paths() -> list:
+    """Candidate ``.pdparams`` locations, in search order."""
+    paths = []
+    if os.environ.get(ENV_VAR):
+        paths.append(Path(os.environ[ENV_VAR]).expanduser())
+    paths.append(Path(os.path.expanduser("~")) / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams")
+    paths.append(REPO_WEIGHTS)
+    return paths
+
+
+def _download_paddle_vision() -> str:
+    """paddle.vision's ImageNet vgg19 (same file as vgg19(pretrained=True))."""
+    from paddle.utils.download import get_weights_path_from_url
+    from paddle.vision.models.vgg import model_urls
+    url, md5 = model_urls["vgg19"]
+    return get_weights_path_from_url(url, md5)
+
+
+def _find_weights():
+    env = os.environ.get(ENV_VAR)
+    if env and not Path(env).expanduser().is_file():
+        raise VGG19WeightsNotFound(f"${ENV_VAR}={env} does not exist; {HINT}")
+    for p in default_weights_paths():
+        if p.is_file():
+            return str(p)
+    try:
+        return _download_paddle_vision()
+    except Exception as e:  # offline: download fails
+        raise VGG19WeightsNotFound(
+            f"No VGG19 weights found (looked in {[str(p) for p in default_weights_paths()]}; "
+            f"paddle.vision download failed: {e}). To fix: {HINT}.") from None
+
+
+def load_vgg19_features(layer: str = "conv5_4", weights=None) -> VGG19Features:
+    """Build ``VGG19Features(layer)`` with real ImageNet weights.
+
+    weights: None (search, see module doc), a ``.pdparams`` path, a state
+    dict, or "random" (untrained; only for shape/speed tests).
+    """
+    if isinstance(weights, str) and weights == "random":
+        return VGG19Features(layer)
+    if not isinstance(weights, dict):
+        path = _find_weights() if weights is None else str(weights)
+        if not os.path.isfile(path):
+            raise VGG19WeightsNotFound(f"VGG19 weights file {path} not found; {HINT}")
+        weights = paddle.load(path)
+    return VGG19Features(layer).load_weights(weights)

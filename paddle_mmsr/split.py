@@ -1,0 +1,143 @@
+"""Training split: HR images -> sub-images -> LR -> TVAT -> per-class manifests.
+
+A sub-image is scored on its LR (made by the same degradation as training),
+because reconstruction scores LR tiles. Output folder::
+
+    sub/<stem>_<y>_<x>.png   HR sub-images
+    class<i>.tsv             manifests (path, tvat, source, x, y)
+    split.yaml               settings, bounds, class sizes
+    summary.md               table of the classes
+    histogram.png            score histogram with the bounds
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .data import write_manifest
+from .degrade import Degradation
+from .imageio import ImageReadError, list_images, read_image, write_image
+from .tvat import TVATSettings, calibrate, classify
+
+
+def sub_positions(length: int, size: int, step: int) -> list[int]:
+    """Start offsets covering [0, length) with windows of ``size``; the last one flush."""
+    if length <= size:
+        return [0]
+    pos = list(range(0, length - size + 1, step))
+    if pos[-1] + size < length:
+        pos.append(length - size)
+    return pos
+
+
+def cut_subimages(img: np.ndarray, size: int, step: int, scale: int):
+    """Yield (y, x, sub) with sub cropped to a multiple of ``scale``."""
+    h, w = img.shape[:2]
+    for y in sub_positions(h, size, step):
+        for x in sub_positions(w, size, step):
+            sub = img[y:y + size, x:x + size]
+            sh, sw = sub.shape[0] - sub.shape[0] % scale, sub.shape[1] - sub.shape[1] % scale
+            if sh >= scale and sw >= scale:
+                yield y, x, sub[:sh, :sw]
+
+
+def rgb8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: int = 240,
+                 bounds=None, n_calibrate: int | None = None, tvat: TVATSettings | None = None,
+                 degradation: Degradation | None = None, progress=None) -> dict:
+    """Run the split; returns the split.yaml content. ``progress`` wraps an iterable."""
+    out_dir = Path(out_dir)
+    (out_dir / "sub").mkdir(parents=True, exist_ok=True)
+    tvat = tvat or TVATSettings()
+    degradation = degradation or Degradation()
+    if isinstance(hr_dirs, (str, Path)):
+        hr_dirs = [hr_dirs]
+    files = []
+    for d in hr_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: not a folder")
+        files += list_images(d)
+    if not files:
+        raise ValueError(f"no images found in {[str(d) for d in hr_dirs]}")
+    rows, skipped = [], []
+    for f in (progress(files) if progress else files):
+        try:
+            img = rgb8(read_image(f))
+        except ImageReadError as e:
+            skipped.append(str(e))
+            continue
+        for y, x, sub in cut_subimages(img, sub_size, step, scale):
+            name = f"{f.stem}_{y:04d}_{x:04d}.png"
+            write_image(out_dir / "sub" / name, sub)
+            score = tvat.score(degradation(sub, scale))
+            rows.append({"path": f"sub/{name}", "tvat": round(score, 6), "source": str(f),
+                         "x": x, "y": y})
+    if not rows:
+        raise ValueError("no sub-images were made (all inputs unreadable?)")
+    scores = np.array([r["tvat"] for r in rows])
+    if n_calibrate:
+        tvat.bounds = calibrate(scores, n_calibrate)
+    elif bounds is not None:
+        tvat.bounds = [float(b) for b in bounds]
+    tvat.__post_init__()
+    labels = classify(scores, tvat.bounds)
+    classes = []
+    for c in range(tvat.n_classes):
+        members = [r for r, lab in zip(rows, labels) if lab == c]
+        write_manifest(out_dir / f"class{c}.tsv", members)
+        s = scores[labels == c]
+        classes.append({"id": c, "manifest": f"class{c}.tsv", "count": len(members),
+                        "min": float(s.min()) if len(s) else None,
+                        "max": float(s.max()) if len(s) else None})
+    write_manifest(out_dir / "all.tsv", rows)
+    info = {"scale": scale, "sub_size": sub_size, "step": step, "tvat": tvat.to_dict(),
+            "degradation": degradation.to_dict(), "sources": [str(d) for d in hr_dirs],
+            "n_images": len(files) - len(skipped), "n_subimages": len(rows),
+            "percentiles": {str(p): float(np.percentile(scores, p)) for p in (1, 10, 50, 90, 99)},
+            "classes": classes, "skipped": skipped}
+    (out_dir / "split.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    (out_dir / "summary.md").write_text(summary_table(info))
+    plot_histogram(scores, tvat.bounds, out_dir / "histogram.png")
+    return info
+
+
+def summary_table(info: dict) -> str:
+    n = info["n_subimages"]
+    lines = [f"TVAT split: {info['n_images']} images -> {n} sub-images "
+             f"({info['sub_size']} px, step {info['step']}, x{info['scale']})",
+             f"bounds: {info['tvat']['bounds']}", "",
+             "| class | sub-images | share | TVAT min | TVAT max |", "|---|---|---|---|---|"]
+    for c in info["classes"]:
+        lo = "-" if c["min"] is None else f"{c['min']:.3f}"
+        hi = "-" if c["max"] is None else f"{c['max']:.3f}"
+        lines.append(f"| {c['id']} | {c['count']} | {c['count'] / n:.1%} | {lo} | {hi} |")
+    p = info["percentiles"]
+    lines += ["", "percentiles (1/10/50/90/99): " + " / ".join(f"{p[k]:.3f}" for k in p)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_histogram(scores, bounds, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.hist(scores, bins=min(60, max(10, len(scores) // 5)), color="#4a7ab5")
+    for b in bounds:
+        ax.axvline(b, color="#c0392b", linestyle="--")
+        ax.text(b, ax.get_ylim()[1] * 0.95, f" {b:g}", color="#c0392b", va="top")
+    ax.set_xlabel("TVAT score of the LR sub-image")
+    ax.set_ylabel("sub-images")
+    ax.set_title(f"TVAT distribution ({len(scores)} sub-images)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,95 @@
+"""What a class run reports: a plain log file, VisualDL scalars/images/
+histograms (one run folder per class) and a tqdm bar."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def class_logger(name: str, log_file, console: bool = True) -> logging.Logger:
+    logger = logging.getLogger(f"paddle_mmsr.train.{name}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter(f"%(asctime)s [{name}] %(message)s", "%Y-%m-%d %H:%M:%S")
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(log_file)
+    fh.setFormatter(fmt)
+    logger.addHandler(fh)
+    if console:
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(fmt)
+        logger.addHandler(sh)
+    return logger
+
+
+class Monitor:
+    def __init__(self, name: str, log_file, vdl_dir, total: int, start: int,
+                 progress: bool = True):
+        from visualdl import LogWriter
+        self.log = class_logger(name, log_file)
+        self.writer = LogWriter(logdir=str(vdl_dir))
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+            interactive = sys.stderr.isatty()
+            self.bar = tqdm(total=total, initial=start, desc=name, unit="it", dynamic_ncols=True,
+                            mininterval=0.5 if interactive else 30.0, file=sys.stderr)
+        self._last = (time.perf_counter(), start)
+
+    def info(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        self.log.info(msg)
+
+    def scalars(self, step: int, values: dict, prefix: str = "") -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(f"{prefix}{k}", float(v), step)
+
+    def images(self, step: int, tag: str, img: np.ndarray) -> None:
+        self.writer.add_image(tag, img, step, dataformats="HWC")
+
+    def histograms(self, step: int, layer, prefix: str = "weights/") -> None:
+        for name, p in layer.named_parameters():
+            if p.ndim > 1:  # conv / dense weights only
+                self.writer.add_histogram(prefix + name, p.numpy().ravel(), step, buckets=30)
+
+    def advance(self, step: int, postfix: dict) -> float:
+        """Move the bar to ``step``; returns iterations/s since the last call."""
+        now, (t0, s0) = time.perf_counter(), self._last
+        rate = (step - s0) / max(now - t0, 1e-9)
+        self._last = (now, step)
+        if self.bar is not None:
+            self.bar.set_postfix({**postfix, "it/s": f"{rate:.3g}"}, refresh=False)
+            self.bar.update(step - self.bar.n)
+        return rate
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
+        for h in list(self.log.handlers):
+            self.log.removeHandler(h)
+            h.close()
+
+
+def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
+    """uint8 HxWx3 images of equal height joined with white gaps."""
+    h = max(i.shape[0] for i in images)
+    parts = []
+    for i, img in enumerate(images):
+        if img.shape[0] < h:
+            img = np.pad(img, ((0, h - img.shape[0]), (0, 0), (0, 0)), constant_values=255)
+        parts.append(img)
+        if i < len(images) - 1:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+    return np.concatenate(parts, axis=1)

@@ -1,0 +1,104 @@
+"""One optimisation step of each phase. Losses come back as detached tensors
+(no host sync here; the loop reads them only when it logs)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import paddle
+import paddle.nn.functional as F
+
+
+@dataclass
+class AdversarialWeights:
+    content: float = 1.0
+    adv: float = 1e-3
+    pixel: float = 0.0
+
+
+def pixel_loss_fn(kind: str):
+    if kind == "l1":
+        return F.l1_loss
+    if kind == "mse":
+        return F.mse_loss
+    raise ValueError(f"pixel loss must be 'l1' or 'mse', got {kind!r}")
+
+
+def _cast(amp: bool):
+    return paddle.amp.auto_cast(enable=True) if amp else nullcontext()
+
+
+def _update(loss, opt, scaler) -> None:
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    opt.clear_grad()
+
+
+def set_trainable(layer, flag: bool) -> None:
+    for p in layer.parameters():
+        p.stop_gradient = not flag
+
+
+def pretrain_step(g, opt, lr, hr, loss_fn, scaler=None) -> dict:
+    """Phase 1: G on the pixel loss alone."""
+    with _cast(scaler is not None):
+        sr = g(lr)
+    loss = loss_fn(sr.astype("float32"), hr)
+    _update(loss, opt, scaler)
+    return {"g_pixel": loss.detach()}
+
+
+def adversarial_step(g, d, opt_g, opt_d, lr, hr, content_fn, adv_fn, d_loss_fn,
+                     weights: AdversarialWeights, pixel_fn=None, extra_d_batches=(),
+                     scalers=(None, None)) -> dict:
+    """Phase 2: one G update, then D updates on this batch (+ ``extra_d_batches``).
+
+    content_fn(sr, hr), adv_fn(fake_logits), d_loss_fn(real, fake) ->
+    (d_real, d_fake, d_total). D's weights get no gradient in the G update.
+    """
+    g_scaler, d_scaler = scalers
+    set_trainable(d, False)
+    with _cast(g_scaler is not None):
+        sr = g(lr)
+        fake_logits = d(sr)
+    sr32 = sr.astype("float32")
+    out = {}
+    total = 0.0
+    if weights.content:
+        out["g_content"] = content_fn(sr32, hr)
+        total = total + weights.content * out["g_content"]
+    out["g_adv"] = adv_fn(fake_logits.astype("float32"))
+    total = total + weights.adv * out["g_adv"]
+    if weights.pixel and pixel_fn is not None:
+        out["g_pixel"] = pixel_fn(sr32, hr)
+        total = total + weights.pixel * out["g_pixel"]
+    out["g_total"] = total
+    _update(total, opt_g, g_scaler)
+    set_trainable(d, True)
+
+    batches = [(sr.detach(), hr)]
+    for lr_k, hr_k in extra_d_batches:
+        with paddle.no_grad():
+            batches.append((g(lr_k), hr_k))
+    for fake, real in batches:
+        with _cast(d_scaler is not None):
+            real_logits, fake_logits = d(real), d(fake)
+        d_real, d_fake, d_total = d_loss_fn(real_logits.astype("float32"),
+                                            fake_logits.astype("float32"))
+        _update(d_total, opt_d, d_scaler)
+    out.update(d_real=d_real, d_fake=d_fake, d_total=d_total)
+    return {k: v.detach() for k, v in out.items()}
+
+
+@paddle.no_grad()
+def ema_update(ema, model, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model; buffers copied."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.set_value(pe * decay + p * (1.0 - decay))
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.set_value(b)

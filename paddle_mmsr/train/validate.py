@@ -1,0 +1,90 @@
+"""Validation of one generator on a folder of HR/LR pairs (PSNR/SSIM on Y)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from ..imageio import IMAGE_EXTS, list_images, read_image, to_uint
+from ..resize import imresize
+from .monitor import side_by_side
+
+
+def val_pairs(root, scale: int, max_images: int = 0) -> list[tuple[Path, Path]]:
+    """(lr, hr) paths from ``root/HR`` and ``root/LR_bicubic_X<scale>``.
+
+    LR files are matched by the HR file's stem, with or without an ``x<scale>``
+    suffix (Set5: ``baby.png`` <-> ``babyx4.png``; Set14: same name).
+    """
+    root = Path(root)
+    hr_dir, lr_dir = root / "HR", root / f"LR_bicubic_X{scale}"
+    if not hr_dir.is_dir() or not lr_dir.is_dir():
+        raise FileNotFoundError(f"{root}: validation folder needs HR/ and {lr_dir.name}/")
+    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+    pairs = []
+    for hr in list_images(hr_dir):
+        lr = lr_by_stem.get(hr.stem) or lr_by_stem.get(f"{hr.stem}x{scale}")
+        if lr is not None and lr.suffix.lower() in IMAGE_EXTS:
+            pairs.append((lr, hr))
+    if not pairs:
+        raise FileNotFoundError(f"{root}: no HR/LR pairs found")
+    return pairs[:max_images] if max_images else pairs
+
+
+def _rgb8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def load_pairs(pairs) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    return [(_rgb8(read_image(lr)), _rgb8(read_image(hr)), hr.stem) for lr, hr in pairs]
+
+
+@paddle.no_grad()
+def upscale(g, lr: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 LR -> uint8 SR through generator ``g`` (eval mode)."""
+    x = paddle.to_tensor(lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    y = g(x)[0].clip(0, 1).numpy().transpose(1, 2, 0)
+    return to_uint(y)
+
+
+def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[y:y + size, x:x + size]
+
+
+def validate(upscale_fn, images, scale: int, crop_border: int, sample_size: int = 192) -> dict:
+    """Mean PSNR/SSIM (Y) of ``upscale_fn`` over preloaded (lr, hr, name) triples.
+
+    Returns {"psnr", "ssim", "per_image": {...}, "sample": bicubic | SR | HR
+    strip of the first image (uint8), centre-cropped to ``sample_size``}.
+    """
+    from ..metrics import psnr, ssim
+    scores, sample = {}, None
+    for lr, hr, name in images:
+        sr = upscale_fn(lr)
+        h, w = min(sr.shape[0], hr.shape[0]), min(sr.shape[1], hr.shape[1])
+        sr, hr = sr[:h, :w], hr[:h, :w]
+        scores[name] = (float(psnr(sr, hr, crop_border=crop_border, y_only=True)),
+                        float(ssim(sr, hr, crop_border=crop_border, y_only=True)))
+        if sample is None:
+            bic = imresize(lr, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))[:h, :w]
+            sample = side_by_side(*(_center_crop(a, sample_size) for a in (bic, sr, hr)))
+    vals = np.array(list(scores.values()))
+    return {"psnr": float(vals[:, 0].mean()), "ssim": float(vals[:, 1].mean()),
+            "per_image": scores, "sample": sample}
+
+
+def validate_generator(g, images, scale: int, crop_border: int) -> dict:
+    was_training = g.training
+    g.eval()
+    try:
+        return validate(lambda lr: upscale(g, lr), images, scale, crop_border)
+    finally:
+        if was_training:
+            g.train()

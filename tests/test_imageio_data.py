@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from paddle_mmsr.data import SRDataset, read_manifest, write_manifest
+from paddle_mmsr.imageio import ImageReadError, read_image, to_rgb_float, write_image
+
+
+def test_roundtrip_kinds(tmp_path, photos):
+    rgb = photos["coffee"][:40, :50]
+    cases = {
+        "rgb.png": rgb,
+        "gray.png": photos["camera"][:40, :50],
+        "rgba.png": np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]),
+        "rgb16.png": rgb.astype(np.uint16) * 257 + 3,
+        "gray16.png": photos["camera"][:40, :50].astype(np.uint16) * 250,
+    }
+    for name, img in cases.items():
+        write_image(tmp_path / name, img)
+        back = read_image(tmp_path / name)
+        assert back.dtype == img.dtype and back.shape == img.shape, name
+        assert (back == img).all(), name
+
+
+def test_palette_cmyk_and_exif(tmp_path, photos):
+    rgb = photos["chelsea"][:30, :40]
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").shape == (30, 40, 3)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg")
+    assert read_image(tmp_path / "c.jpg").shape == (30, 40, 3)
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "r.jpg").shape == (40, 30, 3)
+
+
+def test_bad_files_have_clear_errors(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    good = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    write_image(tmp_path / "trunc.png", good)
+    data = (tmp_path / "trunc.png").read_bytes()
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    for name, words in [("empty.png", "empty"), ("text.png", "not an image"),
+                        ("missing.png", "no such file"), ("trunc.png", "corrupt")]:
+        with pytest.raises(ImageReadError, match=words):
+            read_image(tmp_path / name)
+
+
+def test_to_rgb_float():
+    g16 = np.full((2, 2), 65535, np.uint16)
+    assert to_rgb_float(g16).shape == (2, 2, 3) and to_rgb_float(g16).max() == 1.0
+
+
+def test_dataset_crops_and_lr(tmp_path, photos):
+    for n in ("astronaut", "coffee"):
+        write_image(tmp_path / "hr" / f"{n}.png", photos[n][:200, :200])
+    write_image(tmp_path / "hr" / "tiny.png", photos["coffee"][:40, :40])
+    with pytest.warns(UserWarning, match="smaller than"):
+        ds = SRDataset(tmp_path / "hr", scale=4, crop=96, seed=1, length=10)
+    assert len(ds.paths) == 2 and len(ds) == 10
+    lr, hr = ds[0]
+    assert lr.shape == (3, 24, 24) and hr.shape == (3, 96, 96)
+    assert lr.dtype == np.float32 and 0 <= lr.min() and hr.max() <= 1
+    # LR is the bicubic downscale of the HR crop
+    from paddle_mmsr.resize import imresize
+    hr8 = np.round(hr.transpose(1, 2, 0) * 255).astype(np.uint8)
+    assert np.abs(imresize(hr8, 1 / 4).astype(int) - np.round(lr.transpose(1, 2, 0) * 255)).max() <= 1
+    a, b = ds[3][1], ds[3][1]
+    ds.set_epoch(1)
+    assert (a == b).all() and not (ds[3][1] == a).all()
+
+
+def test_manifest_roundtrip(tmp_path, photos):
+    write_image(tmp_path / "sub" / "a.png", photos["rocket"][:128, :128])
+    rows = [{"path": "sub/a.png", "tvat": 1.5, "source": "x", "x": 0, "y": 0}]
+    write_manifest(tmp_path / "class0.tsv", rows)
+    back = read_manifest(tmp_path / "class0.tsv")
+    assert back[0]["tvat"] == 1.5 and back[0]["path"].endswith("sub/a.png")
+    ds = SRDataset([tmp_path / "class0.tsv"], crop=64)
+    assert ds[0][1].shape == (3, 64, 64)
+    with pytest.raises(FileNotFoundError):
+        SRDataset([tmp_path / "nope.tsv"])
