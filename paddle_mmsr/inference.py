@@ -82,7 +82,6 @@ class PredictorRunner:
             cfg.enable_mkldnn()
             cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
             cfg.set_cpu_math_library_num_threads(threads or default_threads())
-        cfg.enable_memory_optim()
         cfg.disable_glog_info()
         self._base = pi.create_predictor(cfg)
         self._idle = queue.SimpleQueue()

@@ -1,0 +1,205 @@
+"""MMSR reconstruction: tiles -> TVAT -> route -> run -> stitch.
+
+    from paddle_mmsr import MMSR
+    sr = MMSR.load("pretrained/mmsr_x4_psnr")
+    out = sr.upscale(img)        # uint8/uint16 HxW or HxWxC, same kind back
+
+Gray input is run as RGB and averaged back; alpha is upscaled by bicubic;
+uint16 stays uint16 (the networks run in float). ``MMSR`` keeps no per-image
+state, so one object may serve several threads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import load_bundle
+from .imageio import to_uint
+from .inference import make_runner, prune_cache
+from .resize import imresize
+from .route import FLAT, class_label, largest_class, route
+from .stitch import Stitcher, tile_weight
+from .tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
+
+__all__ = ["MMSR", "Reconstruction"]
+
+
+@dataclass
+class Reconstruction:
+    """An upscaled image and how it was made."""
+    image: np.ndarray
+    grid: TileGrid
+    scores: np.ndarray          # TVAT score per tile, row by row
+    classes: np.ndarray         # class id per tile (FLAT = bicubic)
+    timings: dict = field(default_factory=dict)  # seconds: tvat, tiling, network, bicubic, total
+
+    def shares(self) -> dict:
+        """Fraction of tiles per class id."""
+        ids, counts = np.unique(self.classes, return_counts=True)
+        return {int(i): c / self.classes.size for i, c in zip(ids, counts)}
+
+
+def _split_channels(img: np.ndarray):
+    """(colour part HxWx{1,3}, alpha HxW or None) of an HxW[xC] image."""
+    if img.ndim == 2:
+        return img[:, :, None], None
+    c = img.shape[2]
+    if c in (1, 3):
+        return img, None
+    if c in (2, 4):
+        return img[:, :, :c - 1], img[:, :, c - 1]
+    raise ValueError(f"expected 1-4 channels, got shape {img.shape}")
+
+
+def _check_image(img) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"expected an HxW or HxWxC image, got shape {img.shape}")
+    if img.dtype not in (np.uint8, np.uint16) and not np.issubdtype(img.dtype, np.floating):
+        raise TypeError(f"expected uint8, uint16 or float in [0, 1], got {img.dtype}")
+    return img
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return a.astype(np.float32)
+
+
+class MMSR:
+    """A loaded bundle, ready to upscale. Options are fixed; images are not kept."""
+
+    def __init__(self, bundle, backend: str = "auto", device: str = "cpu",
+                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, batch_size: int = 4,
+                 threads: int | None = None, cache_dir=None):
+        TileGrid(tile, tile, tile, overlap).xs  # validates tile / overlap
+        self.bundle = bundle
+        self.backend, self.device, self.threads, self.cache_dir = backend, device, threads, cache_dir
+        self.tile, self.overlap, self.batch_size = int(tile), int(overlap), max(1, int(batch_size))
+        self._runners = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, bundle_dir, **options) -> "MMSR":
+        """Load a bundle folder; ``options`` as for the constructor."""
+        bundle = load_bundle(Path(bundle_dir))
+        sr = cls(bundle, **options)
+        if sr.backend != "dygraph":
+            try:
+                prune_cache(bundle, sr.cache_dir)
+            except OSError:
+                pass
+        return sr
+
+    @property
+    def scale(self) -> int:
+        return self.bundle.scale
+
+    def label(self, class_id: int) -> str:
+        return class_label(self.bundle, class_id)
+
+    def runner(self, class_id: int):
+        """The class's runner, created (and exported) on first use."""
+        with self._lock:
+            if class_id not in self._runners:
+                entry = next(c for c in self.bundle.classes if c.id == class_id)
+                self._runners[class_id] = make_runner(
+                    self.bundle, entry, self.backend, self.device, self.threads, self.cache_dir)
+            return self._runners[class_id]
+
+    def prepare(self, routing: str = "tvat") -> None:
+        """Create every runner ``routing`` may need (so timing excludes export)."""
+        ids = [largest_class(self.bundle)] if routing == "single" else \
+            [c.id for c in self.bundle.classes]
+        for cid in ids:
+            self.runner(cid)
+
+    def upscale(self, img, routing: str = "tvat", progress=None) -> np.ndarray:
+        """Upscaled image of the same kind (channels, dtype) as ``img``."""
+        return self.reconstruct(img, routing, progress).image
+
+    def reconstruct(self, img, routing: str = "tvat", progress=None, tile: int | None = None,
+                    overlap: int | None = None) -> Reconstruction:
+        """Upscale and report routing and timings. ``progress(done, total)`` per tile batch."""
+        t_start = time.perf_counter()
+        img = _check_image(img)
+        colour, alpha = _split_channels(img)
+        s = self.scale
+        grid = TileGrid(img.shape[0], img.shape[1], tile or self.tile,
+                        self.overlap if overlap is None else overlap)
+        times = dict.fromkeys(("tvat", "tiling", "network", "bicubic"), 0.0)
+
+        def rgb_tile(y, x):
+            a = _as_float(grid.cut(colour, y, x))
+            return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
+
+        t = time.perf_counter()
+        boxes = grid.boxes()
+        scores = np.array([self.bundle.tvat.score(rgb_tile(y, x)) for y, x in boxes])
+        classes = route(scores, self.bundle, routing)
+        times["tvat"] = time.perf_counter() - t
+
+        out_shape = (img.shape[0] * s, img.shape[1] * s) + img.shape[2:]
+        out = np.empty(out_shape, img.dtype if img.dtype in (np.uint8, np.uint16) else np.float32)
+        n_out = 3 + (alpha is not None)
+        stitcher = Stitcher(out_shape[1], n_out)
+        ys, nx, done = grid.ys, grid.shape[1], 0
+        for r, y in enumerate(ys):
+            row = list(range(r * nx, (r + 1) * nx))
+            for cid in np.unique(classes[row]):
+                members = [i for i in row if classes[i] == cid]
+                for k in range(0, len(members), self.batch_size):
+                    part = members[k:k + self.batch_size]
+                    t = time.perf_counter()
+                    batch = np.stack([rgb_tile(*boxes[i]) for i in part])
+                    times["tiling"] += time.perf_counter() - t
+                    ups = self._upscale_batch(batch, int(cid), times)
+                    t = time.perf_counter()
+                    for i, up in zip(part, ups):
+                        by, bx = boxes[i]
+                        if alpha is not None:
+                            a = imresize(_as_float(grid.cut(alpha, by, bx)), s)
+                            up = np.concatenate([up, a[:, :, None].astype(np.float32)], axis=2)
+                        stitcher.add(by * s, bx * s, up, tile_weight(grid, by, bx, s))
+                    times["tiling"] += time.perf_counter() - t
+                    done += len(part)
+                    if progress is not None:
+                        progress(done, len(boxes))
+            t = time.perf_counter()
+            upto = ys[r + 1] * s if r + 1 < len(ys) else out_shape[0]
+            top = stitcher.top
+            rows = stitcher.flush(upto)
+            out[top:top + len(rows)] = self._finish(rows, img, alpha is not None)
+            times["tiling"] += time.perf_counter() - t
+        times["total"] = time.perf_counter() - t_start
+        return Reconstruction(out, grid, scores, classes, times)
+
+    def _upscale_batch(self, batch: np.ndarray, class_id: int, times: dict) -> np.ndarray:
+        """NHWC float tiles -> NHWC float, ``scale`` times larger."""
+        t = time.perf_counter()
+        if class_id == FLAT:
+            ups = np.stack([imresize(b, self.scale) for b in batch]).astype(np.float32)
+            times["bicubic"] += time.perf_counter() - t
+            return ups
+        y = self.runner(class_id).run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        times["network"] += time.perf_counter() - t
+        return y.transpose(0, 2, 3, 1)
+
+    @staticmethod
+    def _finish(rows: np.ndarray, img: np.ndarray, has_alpha: bool) -> np.ndarray:
+        """Blended float rows (RGB[A]) -> the input's channel layout and dtype."""
+        rgb, alpha = rows[:, :, :3], rows[:, :, 3:] if has_alpha else None
+        gray = img.ndim == 2 or img.shape[2] in (1, 2)
+        colour = rgb.mean(axis=2, keepdims=True) if gray else rgb
+        parts = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
+        if img.ndim == 2:
+            parts = parts[:, :, 0]
+        if img.dtype in (np.uint8, np.uint16):
+            return to_uint(parts, img.dtype)
+        return np.clip(parts, 0, 1)
