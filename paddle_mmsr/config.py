@@ -120,6 +120,7 @@ class ValConfig:
     max_images: int = 0              # 0 = all
     crop_border: Optional[int] = None  # default: scale
     routed: bool = True              # evaluate the assembled bundle at the end
+    backend: str = "auto"            # routed evaluation: auto | inference | dygraph
 
 
 @dataclass
@@ -171,6 +172,7 @@ _CHOICES = {
     (DegradationConfig, "kernel"): ("bicubic", "bilinear"),
     (Config, "device"): ("auto", "cpu", "gpu"),
     (LossConfig, "pixel"): ("mse", "l1"),
+    (ValConfig, "backend"): ("auto", "inference", "dygraph"),
 }
 
 

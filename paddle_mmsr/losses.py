@@ -9,10 +9,10 @@ import paddle.nn.functional as F
 
 __all__ = ["content_loss", "pixel_mse", "g_adv_loss", "d_loss", "SRGAN_FEATURE_SCALE"]
 
-# SRGAN rescales VGG feature maps by 1/12.75 so the VGG loss is of the same
-# order as pixel MSE (i.e. the squared loss times ~0.006). It assumes
-# Caffe-scale VGG activations, which the weights from tools/get_vgg19.py
-# reproduce exactly; for other weights (e.g. paddle.vision's) pick your own.
+# SRGAN rescales VGG feature maps by 1/12.75 (the squared loss times ~0.006)
+# to bring the VGG loss nearer the MSE's scale. It assumes Caffe-scale VGG
+# activations, which the weights from tools/get_vgg19.py reproduce; other
+# weights (e.g. paddle.vision's) have other scales. See docs/vgg19.md.
 SRGAN_FEATURE_SCALE = 1.0 / 12.75
 
 

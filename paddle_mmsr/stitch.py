@@ -16,8 +16,8 @@ __all__ = ["blend_widths", "feather", "tile_weight", "Stitcher"]
 
 
 def blend_widths(overlap: int) -> tuple:
-    """(margin, ramp) in LR px for a tile overlap: a quarter dead on each side."""
-    margin = overlap // 4
+    """(margin, ramp) in LR px for a tile overlap: a third dead on each side."""
+    margin = overlap // 3
     return margin, overlap - 2 * margin
 
 

@@ -309,7 +309,8 @@ def _run_steps(cfg, job, nets, opts, progress: Progress, dataset, val_images, vg
             if meter.n:
                 report(phase, opt)
             save("best" if improved else "interval", best=improved)
-        mon.flush() if s % cfg.log.every == 0 else None
+        if s % cfg.log.every == 0:
+            mon.flush()
         t_mark = time.perf_counter()
 
 

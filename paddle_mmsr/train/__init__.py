@@ -1,0 +1,9 @@
+"""Training engine: one two-phase SRGAN run per TVAT class, classes placed on
+ranks of ``paddle.distributed.launch``. Entry point: ``tools/train.py``.
+
+Modules: ``placement`` (rank -> classes, device), ``batches`` (resumable
+batch stream), ``builders`` (networks, optimisers, VGG), ``steps`` (one
+step of each phase), ``loop`` (one class's run), ``checkpoint``,
+``monitor`` (log file, VisualDL, tqdm), ``validate``, ``peers`` (rank status
+files), ``finalize`` (bundle, summary.json), ``run`` (a whole rank's work).
+"""

@@ -1,0 +1,65 @@
+"""After all classes: the bundle, the routed validation and summary.json."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ..bundle import Bundle, ClassEntry, write_manifest
+
+
+def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict) -> Path:
+    """Copy each class's g_final.pdparams into ``bundle_dir`` and write the manifest."""
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for job in jobs:
+        src = job.dir / "g_final.pdparams"
+        if not src.exists():
+            raise FileNotFoundError(f"{src}: class {job.id} has no final weights")
+        name = f"class{job.id}.pdparams"
+        tmp = bundle_dir / f".{name}.tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, bundle_dir / name)
+        entries.append(ClassEntry(id=job.id, spec=job.spec, weights=name,
+                                  generator=dict(job.generator)))
+    write_manifest(Bundle(root=bundle_dir, scale=scale, tvat=tvat, classes=entries,
+                          produced_by=produced_by))
+    return bundle_dir
+
+
+def routed_validation(bundle_dir, val_cfg, scale: int, device: str = "cpu") -> dict:
+    """PSNR/SSIM-Y of the whole routed system (tiles -> TVAT -> class models)."""
+    from ..reconstruct import MMSR
+    from .validate import load_pairs, val_pairs, validate
+    sr = MMSR.load(bundle_dir, backend=val_cfg.backend, device=device)
+    images = load_pairs(val_pairs(val_cfg.dir, scale, val_cfg.max_images))
+    border = val_cfg.crop_border if val_cfg.crop_border is not None else scale
+    res = validate(sr.upscale, images, scale, border)
+    res.pop("sample", None)
+    return res
+
+
+def read_class_summaries(jobs) -> dict:
+    out = {}
+    for job in jobs:
+        p = job.dir / "summary.json"
+        failed = job.dir / "failed.json"
+        if p.exists() and not (failed.exists() and failed.stat().st_mtime > p.stat().st_mtime):
+            out[job.id] = {"status": "done", **json.loads(p.read_text())}
+        elif failed.exists():
+            out[job.id] = {"status": "failed", **json.loads(failed.read_text())}
+        else:
+            out[job.id] = {"status": "missing", "class": job.id, "spec": job.spec}
+    return out
+
+
+def write_summary(path, data: dict) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"written": time.strftime("%Y-%m-%d %H:%M:%S"), **data},
+                              indent=1, default=str))
+    os.replace(tmp, path)
+    return path

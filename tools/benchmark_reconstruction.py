@@ -1,0 +1,242 @@
+"""Benchmark MMSR reconstruction on this machine.
+
+Prints, in one run on the same images: dygraph vs Paddle Inference time for
+the largest generator on one tile, routed MMSR vs the largest model on every
+tile, TVAT + tiling overhead as a share of the total, output megapixels/s;
+optionally a tile-size sweep and the peak RSS of a large image (in a child
+process, so the figure is that job's own).
+
+Without --bundle the generators are full-size but RANDOMLY INITIALISED:
+figures are for timing only (TVAT routing depends on the image, not weights).
+
+    python tools/benchmark_reconstruction.py [--images DIR] [--sweep] [--rss-size 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RANDOM_SPECS = ("4-6", "8-6", "16-8")
+CALIBRATED_BOUNDS = [0.8864, 1.4922]  # equal thirds of T91 + BSD200 LR sub-images
+
+
+def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, channels=64,
+                       form="fast", flat_bound=None, seed=0):
+    """A bundle of randomly initialised generators (timing only)."""
+    import paddle
+    from paddle_mmsr.bundle import make_bundle
+    from paddle_mmsr.models import build_generator
+    from paddle_mmsr.tvat import TVATSettings
+    paddle.seed(seed)
+    opts = dict(channels=channels, form=form, head_kernel=9, tail_kernel=3)
+    gens = [(s, opts, build_generator(s, 4, **opts)) for s in specs]
+    return make_bundle(root, gens, TVATSettings(bounds=list(bounds)), flat_bound=flat_bound,
+                       produced_by={"note": "random weights, for timing only"})
+
+
+def sample_photos(folder=None, limit=3) -> list:
+    """(name, uint8 RGB) photos: from ``folder``, else scikit-image's."""
+    from paddle_mmsr.imageio import list_images, read_image
+    if folder:
+        return [(p.name, read_image(p)) for p in list_images(folder)[:limit]]
+    from skimage import data
+    return [(n, getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea")][:limit]
+
+
+def mosaic(size: int) -> np.ndarray:
+    """A size x size RGB photo mosaic (real texture, no upscaling)."""
+    photos = [p for _, p in sample_photos()]
+    out = np.zeros((size, size, 3), np.uint8)
+    k = 0
+    for y in range(0, size, 256):
+        for x in range(0, size, 256):
+            p = photos[k % len(photos)]
+            k += 1
+            oy, ox = (k * 37) % (p.shape[0] - 256), (k * 53) % (p.shape[1] - 256)
+            h, w = min(256, size - y), min(256, size - x)
+            out[y:y + h, x:x + w] = p[oy:oy + h, ox:ox + w]
+    return out
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def time_backends(bundle, tile=128, repeat=2) -> dict:
+    """Largest generator on one tile: dygraph vs Paddle Inference (oneDNN)."""
+    from paddle_mmsr.inference import make_runner
+    from paddle_mmsr.route import largest_class
+    entry = next(c for c in bundle.classes if c.id == largest_class(bundle))
+    x = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
+    res = {"spec": entry.spec, "tile": tile}
+    outs = {}
+    for backend in ("dygraph", "inference"):
+        t = time.perf_counter()
+        runner = make_runner(bundle, entry, backend)
+        res[f"{backend}_setup_s"] = time.perf_counter() - t
+        outs[backend] = runner.run(x)  # warm-up
+        res[f"{backend}_s"] = _best(lambda: runner.run(x), repeat)
+    res["max_abs_diff"] = float(np.abs(outs["dygraph"] - outs["inference"]).max())
+    res["speedup"] = res["dygraph_s"] / res["inference_s"]
+    return res
+
+
+def time_routing(sr, photos, repeat=1) -> dict:
+    """Routed (tvat) vs the largest model everywhere (single), same photos."""
+    sr.prepare("tvat")
+    res = {}
+    for routing in ("tvat", "single"):
+        total, mpix, parts, counts = 0.0, 0.0, {}, {}
+        for _, img in photos:
+            best = None
+            for _ in range(repeat):
+                r = sr.reconstruct(img, routing)
+                if best is None or r.timings["total"] < best.timings["total"]:
+                    best = r
+            total += best.timings["total"]
+            mpix += best.image.shape[0] * best.image.shape[1] / 1e6
+            for k, v in best.timings.items():
+                parts[k] = parts.get(k, 0.0) + v
+            for c in best.classes.tolist():
+                counts[c] = counts.get(c, 0) + 1
+        n = sum(counts.values())
+        res[routing] = {"seconds": total, "mpix_out": mpix, "mpix_per_s": mpix / total,
+                        "overhead_share": (parts["tvat"] + parts["tiling"]) / total,
+                        "tvat_share": parts["tvat"] / total,
+                        "tiling_share": parts["tiling"] / total,
+                        "tiles": n, "share": {sr.label(c): counts[c] / n for c in sorted(counts)}}
+    res["speedup_routed_vs_single"] = res["single"]["seconds"] / res["tvat"]["seconds"]
+    return res
+
+
+def tile_sweep(img, tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6") -> list:
+    """Output MP/s of one mid-size (random) generator per tile size and overlap."""
+    from paddle_mmsr import MMSR
+    bundle = make_random_bundle(tempfile.mkdtemp(prefix="mmsr-sweep-"), specs=(spec,), bounds=[])
+    rows = []
+    for tile in tiles:
+        for ov in overlaps:
+            if ov >= tile // 2:
+                continue
+            sr = MMSR(bundle, tile=tile, overlap=ov)
+            sr.reconstruct(img[:tile, :tile])  # warm-up for this tile shape
+            r = sr.reconstruct(img)
+            rows.append({"tile": tile, "overlap": ov, "tiles": int(r.classes.size),
+                         "seconds": r.timings["total"],
+                         "mpix_per_s": r.image.shape[0] * r.image.shape[1] / 1e6 / r.timings["total"]})
+    return rows
+
+
+def vm_peak_mib() -> float:
+    """Peak resident set size of this process (VmHWM), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=None) -> dict:
+    """Upscale a size x size LR mosaic in a child process; its time and peak RSS."""
+    code = (
+        "import json, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
+        "from benchmark_reconstruction import mosaic, vm_peak_mib\n"
+        "from paddle_mmsr import MMSR\n"
+        f"opts = {{k: v for k, v in dict(tile={tile!r}, overlap={overlap!r}).items() if v}}\n"
+        f"sr = MMSR.load({str(bundle_dir)!r}, **opts); sr.prepare({routing!r})\n"
+        f"img = mosaic({size})\n"
+        "before = vm_peak_mib()\n"
+        f"r = sr.reconstruct(img, {routing!r})\n"
+        "print(json.dumps({'size': img.shape[0], 'out_shape': list(r.image.shape),\n"
+        "  'seconds': r.timings['total'], 'peak_rss_mib': vm_peak_mib(),\n"
+        "  'peak_rss_before_mib': before, 'timings': r.timings,\n"
+        "  'share': {sr.label(int(k)): v for k, v in r.shares().items()}}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"peak-RSS child failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=None,
+                  flat_bound=None, repeat=1, log=print) -> dict:
+    """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
+    from paddle_mmsr import MMSR
+    from paddle_mmsr.bundle import load_bundle
+    tmp = None
+    if bundle_dir is None:
+        tmp = tempfile.mkdtemp(prefix="mmsr-bench-")
+        bundle_dir = tmp
+        make_random_bundle(tmp, bounds=bounds or CALIBRATED_BOUNDS, flat_bound=flat_bound)
+        log("bundle: RANDOM weights (timing only), specs " + ", ".join(RANDOM_SPECS))
+    bundle = load_bundle(bundle_dir)
+    photos = sample_photos(images)
+    res = {"load_avg_start": os.getloadavg(), "threads": os.cpu_count(),
+           "bounds": bundle.tvat.bounds, "flat_bound": bundle.flat_bound,
+           "images": [f"{n} {p.shape[1]}x{p.shape[0]}" for n, p in photos]}
+    log(f"images (LR): {', '.join(res['images'])}; TVAT bounds {bundle.tvat.bounds}, "
+        f"flat bound {bundle.flat_bound}")
+    res["backends"] = b = time_backends(bundle)
+    log(f"G{b['spec']} one {b['tile']}px tile: dygraph {b['dygraph_s']:.2f} s, Paddle Inference "
+        f"{b['inference_s']:.2f} s ({b['speedup']:.1f}x, max diff {b['max_abs_diff']:.1e})")
+    sr = MMSR(bundle)
+    res["routing"] = r = time_routing(sr, photos, repeat)
+    for k in ("tvat", "single"):
+        v = r[k]
+        log(f"{k:6s}: {v['seconds']:.2f} s, {v['mpix_per_s']:.3f} MP/s out, overhead "
+            f"{100 * v['overhead_share']:.1f}% (tvat {100 * v['tvat_share']:.1f}%, tiling "
+            f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
+            + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
+    log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster")
+    if sweep:
+        res["sweep"] = tile_sweep(photos[0][1])
+        for row in res["sweep"]:
+            log(f"tile {row['tile']:3d} overlap {row['overlap']:2d}: {row['tiles']:3d} tiles, "
+                f"{row['seconds']:.2f} s, {row['mpix_per_s']:.3f} MP/s")
+    if rss_size:
+        res["rss"] = m = measure_peak_rss(bundle_dir, rss_size)
+        log(f"{m['size']}x{m['size']} LR -> {m['out_shape']}: {m['seconds']:.0f} s, peak RSS "
+            f"{m['peak_rss_mib']:.0f} MiB (after load {m['peak_rss_before_mib']:.0f} MiB), share "
+            + ", ".join(f"{c} {100 * s:.0f}%" for c, s in m["share"].items()))
+    res["load_avg_end"] = os.getloadavg()
+    log(f"load average start {res['load_avg_start'][0]:.1f}, end {res['load_avg_end'][0]:.1f} "
+        f"(other jobs on this machine slow every figure alike)")
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", help="a trained bundle (default: random-weight bundle)")
+    ap.add_argument("--images", help="folder of LR photos (default: scikit-image photos)")
+    ap.add_argument("--bounds", type=float, nargs="+", help="TVAT bounds of the random bundle")
+    ap.add_argument("--flat-bound", type=float, help="flat (bicubic) bound of the random bundle")
+    ap.add_argument("--sweep", action="store_true", help="also time tile sizes / overlaps")
+    ap.add_argument("--rss-size", type=int, default=0, help="also measure peak RSS at this LR size")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", help="write all figures to this JSON file")
+    args = ap.parse_args(argv)
+    res = run_benchmark(args.bundle, args.images, args.sweep, args.rss_size, args.bounds,
+                        args.flat_bound, args.repeat, log=lambda s: print(s, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
