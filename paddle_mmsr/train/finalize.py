@@ -35,7 +35,7 @@ def routed_validation(bundle_dir, val_cfg, scale: int, device: str = "cpu") -> d
     from ..reconstruct import MMSR
     from .validate import load_pairs, val_pairs, validate
     sr = MMSR.load(bundle_dir, backend=val_cfg.backend, device=device)
-    images = load_pairs(val_pairs(val_cfg.dir, scale, val_cfg.max_images))
+    images = load_pairs(val_pairs(val_cfg.dir, scale, val_cfg.max_images), scale)
     border = val_cfg.crop_border if val_cfg.crop_border is not None else scale
     res = validate(sr.upscale, images, scale, border)
     res.pop("sample", None)

@@ -177,7 +177,8 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         mon.info(f"data: {len(dataset.paths)} images from {[str(s) for s in job.sources]}")
         val_images = []
         if cfg.val.dir:
-            val_images = load_pairs(val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images))
+            val_images = load_pairs(val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images),
+                                    cfg.scale)
             mon.info(f"validation: {len(val_images)} images from {cfg.val.dir}")
         if A > 0 and progress.step < total and vgg is None:
             raise RuntimeError("phase 2 needs the VGG19 loss network (vgg=None)")

@@ -121,6 +121,10 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     log(f"{prefix} device {device}, classes {mine} "
         f"({', '.join(jobs[c].spec for c in mine)}) -> {out}")
 
+    if cfg.val.dir:  # fail now, not at the first validation
+        from .. import metrics  # noqa: F401
+        from .validate import val_pairs
+        val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images)
     stop = StopFlag()
     stop.install()
     vgg = None

@@ -1,47 +1,30 @@
 """Validation of one generator on a folder of HR/LR pairs (PSNR/SSIM on Y)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import paddle
 
-from ..imageio import IMAGE_EXTS, list_images, read_image, to_uint
+from ..imageio import to_uint
 from ..resize import imresize
 from .monitor import side_by_side
 
 
-def val_pairs(root, scale: int, max_images: int = 0) -> list[tuple[Path, Path]]:
-    """(lr, hr) paths from ``root/HR`` and ``root/LR_bicubic_X<scale>``.
-
-    LR files are matched by the HR file's stem, with or without an ``x<scale>``
-    suffix (Set5: ``baby.png`` <-> ``babyx4.png``; Set14: same name).
-    """
-    root = Path(root)
-    hr_dir, lr_dir = root / "HR", root / f"LR_bicubic_X{scale}"
-    if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise FileNotFoundError(f"{root}: validation folder needs HR/ and {lr_dir.name}/")
-    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
-    pairs = []
-    for hr in list_images(hr_dir):
-        lr = lr_by_stem.get(hr.stem) or lr_by_stem.get(f"{hr.stem}x{scale}")
-        if lr is not None and lr.suffix.lower() in IMAGE_EXTS:
-            pairs.append((lr, hr))
-    if not pairs:
-        raise FileNotFoundError(f"{root}: no HR/LR pairs found")
+def val_pairs(root, scale: int, max_images: int = 0) -> list:
+    """[(name, hr_path, lr_path or None)] of a folder with HR/ (and LR_bicubic_X<scale>/),
+    paired as ``paddle_mmsr.evaluate`` pairs them."""
+    from ..evaluate import find_pairs
+    pairs = find_pairs(root, scale)
     return pairs[:max_images] if max_images else pairs
 
 
-def _rgb8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def load_pairs(pairs) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    return [(_rgb8(read_image(lr)), _rgb8(read_image(hr)), hr.stem) for lr, hr in pairs]
+def load_pairs(pairs, scale: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Preloaded (lr, hr, name), uint8 RGB, HR cropped to LR size x scale."""
+    from ..evaluate import load_pair
+    out = []
+    for name, hr_path, lr_path in pairs:
+        hr, lr = load_pair(hr_path, lr_path, scale)
+        out.append((lr, hr, name))
+    return out
 
 
 @paddle.no_grad()

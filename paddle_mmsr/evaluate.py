@@ -1,0 +1,129 @@
+"""Evaluate an upscaler on an SR test folder: PSNR-Y / SSIM-Y (and NIQE).
+
+A data folder holds ``HR/`` and optionally ``LR_bicubic_X{scale}/``. LR files
+are matched to HR by name: ``<name>x4.png`` (Set5 style) or ``<name>.png``
+(same name, any image extension). HR is cropped at the bottom/right to
+LR size x scale. Without an LR folder, LR is made from HR (cropped to a
+multiple of the scale) with the MATLAB-compatible bicubic ``imresize``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .imageio import list_images, read_image
+from .metrics import psnr, ssim
+from .resize import imresize
+
+__all__ = ["evaluate_dir", "find_pairs", "load_pair", "format_result", "bicubic_upscaler"]
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16 gray, RGB or RGBA -> uint8 HxWx3."""
+    if img.dtype == np.uint16:
+        img = np.round(img / 257.0).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] in (2, 4):  # drop alpha
+        img = img[:, :, :-1]
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
+def find_pairs(data_dir, scale: int = 4) -> list[tuple[str, Path, Path | None]]:
+    """[(name, hr_path, lr_path or None)] sorted by name."""
+    data_dir = Path(data_dir)
+    hr_dir = data_dir / "HR"
+    if not hr_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no HR/ folder")
+    hrs = list_images(hr_dir)
+    if not hrs:
+        raise FileNotFoundError(f"{hr_dir}: no images")
+    lr_dir = data_dir / f"LR_bicubic_X{scale}"
+    if not lr_dir.is_dir():
+        return [(p.stem, p, None) for p in hrs]
+    lrs = {p.stem: p for p in list_images(lr_dir)}
+    pairs = []
+    for p in hrs:
+        lr = lrs.get(f"{p.stem}x{scale}") or lrs.get(p.stem)
+        if lr is None:
+            raise FileNotFoundError(f"{lr_dir}: no LR image for {p.name} "
+                                    f"(looked for {p.stem}x{scale}.* and {p.stem}.*)")
+        pairs.append((p.stem, p, lr))
+    return pairs
+
+
+def load_pair(hr_path, lr_path, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(HR, LR) as uint8 RGB, HR cropped to exactly LR size x scale."""
+    hr = to_rgb8(read_image(hr_path))
+    if lr_path is None:
+        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+        if h == 0 or w == 0:
+            raise ValueError(f"{hr_path}: smaller than the scale {scale}")
+        hr = np.ascontiguousarray(hr[:h, :w])
+        return hr, imresize(hr, output_shape=(h // scale, w // scale))
+    lr = to_rgb8(read_image(lr_path))
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    if hr.shape[0] < h or hr.shape[1] < w:
+        raise ValueError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
+                         f"LR {lr_path} x{scale} ({w}x{h})")
+    return np.ascontiguousarray(hr[:h, :w]), lr
+
+
+def bicubic_upscaler(scale: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda lr: imresize(lr, scale)
+
+
+def evaluate_dir(data_dir, upscale_fn: Callable[[np.ndarray], np.ndarray], scale: int = 4,
+                 niqe: bool = False, progress: bool = True) -> dict:
+    """Run ``upscale_fn`` (uint8 RGB LR -> uint8 RGB SR) on every image of a folder.
+
+    Metrics on Y with a border of ``scale`` pixels. Returns a dict with
+    ``images`` (per-image rows) and ``mean``; see :func:`format_result`.
+    """
+    from tqdm import tqdm
+
+    data_dir = Path(data_dir)
+    pairs = find_pairs(data_dir, scale)
+    rows = []
+    for name, hp, lp in tqdm(pairs, desc=data_dir.name, unit="img", disable=not progress,
+                             leave=False):
+        hr, lr = load_pair(hp, lp, scale)
+        sr = np.asarray(upscale_fn(lr))
+        if sr.shape != hr.shape:
+            raise ValueError(f"{name}: upscaler returned shape {sr.shape}, expected {hr.shape}")
+        row = {"name": name, "size": f"{hr.shape[1]}x{hr.shape[0]}",
+               "psnr": psnr(sr, hr, crop_border=scale), "ssim": ssim(sr, hr, crop_border=scale)}
+        if niqe:
+            from .niqe import niqe as niqe_fn
+            try:
+                row["niqe"] = niqe_fn(sr, crop_border=scale)
+            except ValueError:  # image smaller than one NIQE block
+                row["niqe"] = math.nan
+        rows.append(row)
+    keys = ["psnr", "ssim"] + (["niqe"] if niqe else [])
+    with np.errstate(all="ignore"):
+        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    return {"data_dir": str(data_dir), "name": data_dir.name, "scale": scale,
+            "lr": "files" if pairs[0][2] is not None else "made from HR",
+            "images": rows, "mean": mean}
+
+
+def format_result(res: dict) -> str:
+    """Per-image table and a mean line, as plain text."""
+    has_niqe = "niqe" in res["mean"]
+    head = f"{'image':<16} {'size':>9} {'PSNR-Y':>8} {'SSIM-Y':>7}" + (f" {'NIQE':>7}" if has_niqe else "")
+    lines = [f"{res['name']} (x{res['scale']}, LR: {res['lr']})", head]
+
+    def cells(r):
+        s = f"{r['psnr']:8.2f} {r['ssim']:7.4f}"
+        return s + (f" {r['niqe']:7.4f}" if has_niqe else "")
+
+    for r in res["images"]:
+        lines.append(f"{r['name']:<16} {r['size']:>9} " + cells(r))
+    lines.append(f"{'mean':<16} {len(res['images']):>5} img " + cells(res["mean"]))
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""The notebooks run top to bottom with a real kernel, on CPU, with tiny
+parameters, on real photos; and they are committed without outputs.
+
+Parameters are injected the way papermill does it: a cell with the new values
+is inserted right after the cell tagged ``parameters``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = ["01_quickstart.ipynb", "02_train_mmsr.ipynb"]
+CELL_TIMEOUT = 300  # seconds per cell
+
+nbformat = pytest.importorskip("nbformat")
+
+
+def load(name):
+    return nbformat.read(NB_DIR / name, as_version=4)
+
+
+# ------------------------------------------------------------ static checks
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_without_outputs(name):
+    nb = load(name)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name} cell {i} has outputs: strip them before committing"
+            assert cell.execution_count is None, f"{name} cell {i} has an execution count"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_one_parameters_cell(name):
+    nb = load(name)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    ns = {}
+    exec(tagged[0].source, ns)  # plain assignments only
+    for key in ("INSTALL", "DEVICE"):
+        assert key in ns
+
+
+def test_notebooks_match_their_generator():
+    sys.path.insert(0, str(NB_DIR))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.remove(str(NB_DIR))
+    for name, nb in build_notebooks.notebooks().items():
+        assert (NB_DIR / name).read_text() == nbformat.writes(nb) + "\n", \
+            f"{name} is out of date: run python notebooks/build_notebooks.py"
+
+
+# ------------------------------------------------------------ execution
+def execute(name, params: dict, tmp_path):
+    """Run the notebook (cwd notebooks/, as Jupyter would) with ``params``;
+    returns the executed notebook. Any cell error fails the test."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    nb = load(name)
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    src = "# Injected by tests/test_notebooks.py\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in params.items())
+    cell = nbformat.v4.new_code_cell(src)
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(idx + 1, cell)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(NB_DIR)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        out = tmp_path / f"failed_{name}"
+        nbformat.write(nb, out)
+        pytest.fail(f"{name}: a cell failed (executed notebook: {out}):\n{e}")
+    print(f"{name}: {time.perf_counter() - start:.1f} s")
+    return nb
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                parts.append(o["text"])
+            elif "data" in o and "text/plain" in o["data"]:
+                parts.append(o["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+def n_images(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.fixture
+def kernel_env(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("GLOG_minloglevel", "2")
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+
+
+def tiny_bundle(root: Path) -> Path:
+    """Three tiny untrained 'fast' generators (output = bicubic + a small residual)."""
+    import paddle
+    from paddle_mmsr.bundle import make_bundle
+    from paddle_mmsr.models import build_generator
+    from paddle_mmsr.tvat import TVATSettings
+    paddle.seed(0)
+    opts = {"channels": 8, "form": "fast", "tail_kernel": 3}
+    gens = [(s, opts, build_generator(s, **opts)) for s in ("2-2", "4-6", "8-6")]
+    make_bundle(root, gens, TVATSettings(bounds=[2.0, 4.0]),
+                produced_by={"config": "tests/test_notebooks.py (untrained)"})
+    return root
+
+
+def test_quickstart_runs(tmp_path, kernel_env, photos):
+    from paddle_mmsr.imageio import write_image
+    shipped = ROOT / "pretrained" / "mmsr_x4_psnr"
+    bundle = shipped if (shipped / "manifest.yaml").exists() else tiny_bundle(tmp_path / "bundle")
+    # "a user's upload": an RGBA photo larger than MAX_SIDE, in the notebook's folder's terms
+    rocket = photos["rocket"][40:300, 100:420]
+    alpha = np.full(rocket.shape[:2] + (1,), 255, np.uint8)
+    alpha[:20] = 0
+    upload = tmp_path / "my upload.png"
+    write_image(upload, np.concatenate([rocket, alpha], axis=2))
+    nb = execute("01_quickstart.ipynb", {
+        "INSTALL": False, "BUNDLE": str(bundle), "MY_IMAGE": str(upload), "MAX_SIDE": 200,
+        "DEVICE": "cpu", "OUT_DIR": str(tmp_path / "out")}, tmp_path)
+    text = outputs_text(nb)
+    assert "INSTALL = False" in text
+    assert "PSNR-Y" in text and "MMSR" in text
+    assert n_images(nb) >= 4  # two comparisons, two routing maps
+    assert (tmp_path / "out" / "astronaut_mmsr.png").is_file()
+    assert (tmp_path / "out" / "my upload_x4.png").is_file()
+    assert (tmp_path / "out" / "cli" / "my upload.png").is_file()
+    assert (tmp_path / "out" / "cli" / "routing.png").is_file()
+
+
+def training_params(tmp_path) -> dict:
+    config = "configs/demo_cpu.yaml" if (ROOT / "configs" / "demo_cpu.yaml").exists() \
+        else "configs/mmsr_x4_cpu.yaml"
+    return {
+        "INSTALL": False, "DATA_DIR": str(ROOT / "examples"), "EVAL_DIR": str(ROOT / "examples"),
+        "EVAL_MAX_IMAGES": 2, "DEVICE": "cpu", "NPROC": 3, "CONFIG": config,
+        "ITERS": 3, "ADV_ITERS": 0, "SUB_SIZE": 128, "STEP": 128, "SPLIT_ARGS": "--calibrate 3",
+        "OVERRIDES": ["model.generator.channels=8", "model.generator.tail_kernel=3",
+                      "data.batch_size=2", "data.crop=32", "data.workers=0",
+                      "val.every=2", "val.max_images=1", "log.every=1", "log.images_every=2",
+                      "log.histograms_every=2", "checkpoint.every=2", "train.cpu_threads=1"],
+        "WORK_DIR": str(tmp_path / "work"),
+    }
+
+
+def test_train_notebook_runs(tmp_path, kernel_env):
+    nb = execute("02_train_mmsr.ipynb", training_params(tmp_path), tmp_path)
+    work = tmp_path / "work"
+    text = outputs_text(nb)
+    assert "--nproc_per_node 3" in text
+    summary = json.loads((work / "mmsr" / "summary.json").read_text())
+    assert [c["status"] for c in summary["classes"]] == ["done"] * 3
+    assert (work / "mmsr" / "bundle" / "manifest.yaml").is_file()
+    assert (work / "srgan_16-8" / "bundle" / "manifest.yaml").is_file()
+    assert sorted(p.name for p in (work / "mmsr" / "logs").glob("workerlog.*")) == \
+        ["workerlog.0", "workerlog.1", "workerlog.2"]
+    for name in ("bicubic", "srgan16-8", "mmsr"):
+        res = json.loads((work / f"eval_{name}.json").read_text())
+        assert np.isfinite(res[0]["mean"]["psnr"])
+    assert (work / "upscaled" / "chelsea_lr.png").is_file()
+    assert n_images(nb) >= 4  # histogram, curves, comparison, routing, upscaled
+    assert "visualdl --logdir" in text and "--language en" in text
