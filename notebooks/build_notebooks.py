@@ -59,7 +59,8 @@ PICK_DEVICE = '''\
 import warnings
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-os.environ.setdefault("GLOG_minloglevel", "2")  # quieter Paddle C++ logs
+os.environ.setdefault("GLOG_minloglevel", "2")  # quieter Paddle C++ logs, here and in the tools
+os.environ.setdefault("PYTHONWARNINGS", "ignore:No ccache found")  # a harmless Paddle import warning
 import numpy as np
 import paddle
 
@@ -132,8 +133,9 @@ from paddle_mmsr.route import routing_map
 
 if not (Path(BUNDLE) / "manifest.yaml").is_file():
     raise FileNotFoundError(
-        f"no bundle at {BUNDLE!r}. Train one with notebooks/02_train_mmsr.ipynb "
-        "(it writes output/<experiment>/bundle) and set BUNDLE to that folder.")
+        f"no bundle at {BUNDLE!r}. Train one with notebooks/02_train_mmsr.ipynb (its bundle: "
+        "output/mmsr_notebook/mmsr/bundle) or tools/train.py (output/<name>/bundle), "
+        "and set BUNDLE to that folder.")
 sr = MMSR.load(BUNDLE, device=DEVICE, tile=TILE)
 b = sr.bundle
 print(f"x{b.scale} bundle {BUNDLE}: TVAT bounds {b.tvat.bounds} (tau {b.tvat.tau}, norm {b.tvat.norm:g})")
@@ -271,26 +273,29 @@ SRGAN trained on all sub-images (the single-model baseline). MMSR should
 match its quality while running most tiles through smaller networks.
 
 A GPU environment runs the paper's schedule (`configs/mmsr_x4.yaml`: long,
-days on one card per class). A CPU environment runs `configs/mmsr_x4_cpu.yaml`
-(small "fast" generators, pixel loss only). Set `ITERS` for a short first
-run: training continues from the last checkpoint when you run the cell again.'''),
+days with one card per class). A CPU environment runs `configs/mmsr_x4_cpu.yaml`
+("fast" generators, pixel loss only; about a day on two cores). Set `ITERS`
+(and `ADV_ITERS`) in the parameters cell for a short first run: the learning
+rate milestones are scaled to match, and training continues from the last
+checkpoint when you raise them and run the cell again.'''),
     ("md", clone_note("02_train_mmsr.ipynb")),
     ("params", '''\
 # Parameters: the only cell you need to edit.
 INSTALL = True          # pip install the requirements (Paddle is skipped if present)
 DATA_DIR = None         # HR training photos, any folder (DIV2K: .../DIV2K_train_HR).
                         #   None: look for DIV2K_train_HR (folder or .zip) under /home/aistudio/data,
-                        #   /home/aistudio/work and data/; if absent, use examples/ (a smoke test only)
-EVAL_DIR = None         # HR test photos. None: DIV2K_valid_HR if found, else examples/
+                        #   /home/aistudio/work and data/; if absent, 8 sample photos (a demonstration)
+EVAL_DIR = None         # HR test photos. None: DIV2K_valid_HR if found, else 2 sample photos
 EVAL_MAX_IMAGES = 10    # evaluate on at most this many test photos (0: all)
 DEVICE = "auto"         # "auto", "gpu" or "cpu"
 NPROC = None            # training processes, one per GPU (3 = one per class). None: 3 (or the
                         #   number of GPUs if fewer) on GPU, 1 on CPU (classes in turn)
 CONFIG = None           # None: configs/mmsr_x4.yaml on GPU, configs/mmsr_x4_cpu.yaml on CPU
-BASELINE_CONFIG = "configs/srgan_16-8_x4.yaml"  # the single 16-8 SRGAN (None: skip it)
-ITERS = None            # phase-1 (pixel loss) iterations per class; None: the config's
-ADV_ITERS = None        # phase-2 (GAN) iterations per class; None: the config's
-OVERRIDES = []          # more config overrides for both runs, e.g. ["data.batch_size=8"]
+                        #   (configs/demo_cpu.yaml, minutes, when training on the sample photos)
+BASELINE = True         # also train the single 16-8 SRGAN on all sub-images, to compare with
+ITERS = None            # phase-1 (pixel loss) iterations per model; None: the config's
+ADV_ITERS = None        # phase-2 (GAN) iterations per model; None: the config's
+OVERRIDES = []          # more config overrides (both runs), e.g. ["data.batch_size=8"]
 SUB_SIZE, STEP = 480, 240   # TVAT split: HR sub-image size and stride
 SPLIT_ARGS = "--bounds 2,4" # the paper's class bounds; "--calibrate 3": 3 equal-sized classes
 FRESH = False           # True: ignore existing checkpoints and start training from step 0
@@ -306,8 +311,9 @@ WORK_DIR = "output/mmsr_notebook"  # split, runs, logs and results go here'''),
 Add a DIV2K data set to your project; this cell finds `DIV2K_train_HR`
 (a folder, or `DIV2K_train_HR.zip`, which it unzips into `WORK_DIR`).
 Anywhere else, put the photos in a folder and set `DATA_DIR` to it: any folder
-of images works, DIV2K's layout is not required. Without data the example
-photos are used, which only shows that everything runs.'''),
+of images works, DIV2K's layout is not required. Without data, eight sample
+photos from scikit-image stand in, with the short `configs/demo_cpu.yaml`:
+that shows every step working in minutes, it is not the experiment.'''),
     ("code", '''\
 import json
 import shlex
@@ -324,28 +330,51 @@ SEARCH_ROOTS = ["/home/aistudio/data", "/home/aistudio/work", "data", str(WORK /
 
 
 def locate(name):
-    """Folder `name` under the search roots, or unzip `name`.zip into WORK_DIR/data."""
+    """Folder `name` under the search roots, or `name`.zip unzipped (once) into WORK_DIR/data."""
     found = find_path(SEARCH_ROOTS, name)
     if found is not None:
         return found
     archive = find_path(SEARCH_ROOTS, name + ".zip", folder=False)
     if archive is None:
         return None
-    print(f"unzipping {archive} -> {WORK / 'data'} (once)")
+    target, tmp = WORK / "data" / name, WORK / "data" / (name + ".partial")
+    print(f"unzipping {archive} -> {target}")
     with zipfile.ZipFile(archive) as z:
-        z.extractall(WORK / "data")
-    return find_path([WORK / "data"], name)
+        z.extractall(tmp)
+    inner = tmp / name
+    os.replace(inner if inner.is_dir() else tmp, target)
+    return target
 
 
-HR_DIR = Path(DATA_DIR) if DATA_DIR else locate("DIV2K_train_HR")
-if HR_DIR is None:
-    HR_DIR = Path("examples")
-    print("No training data found: using the example photos (a smoke test, not the experiment).")
+def sample_photos(folder, names, size=512):
+    """Photos bundled with scikit-image (public domain / CC0), at most size x size, as PNG files."""
+    from skimage import data as skdata
+    folder = WORK / "data" / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if not (folder / f"{n}.png").exists():
+            write_image(folder / f"{n}.png", getattr(skdata, n)()[:size, :size])
+    return folder
+
+
+SAMPLE_DATA = not DATA_DIR and locate("DIV2K_train_HR") is None
+if DATA_DIR:
+    HR_DIR = Path(DATA_DIR)
+elif not SAMPLE_DATA:
+    HR_DIR = locate("DIV2K_train_HR")
+else:
+    print("No training data found: using 8 sample photos from scikit-image "
+          "(a demonstration that everything works, not the paper's experiment).")
+    HR_DIR = sample_photos("sample_train", ["astronaut", "chelsea", "rocket", "immunohistochemistry",
+                                            "brick", "grass", "gravel", "camera"])
 if not HR_DIR.is_dir():
     raise FileNotFoundError(f"DATA_DIR = {DATA_DIR!r}: not a folder")
 print(f"training photos: {HR_DIR} ({len(list_images(HR_DIR))} images)")
 
-TEST_DIR = Path(EVAL_DIR) if EVAL_DIR else (locate("DIV2K_valid_HR") or Path("examples"))
+if EVAL_DIR:
+    TEST_DIR = Path(EVAL_DIR)
+else:
+    TEST_DIR = locate("DIV2K_valid_HR") or sample_photos("sample_test", ["coffee", "hubble_deep_field"])
 if not TEST_DIR.is_dir():
     raise FileNotFoundError(f"EVAL_DIR = {EVAL_DIR!r}: not a folder")
 if TEST_DIR.resolve() == HR_DIR.resolve():
@@ -364,19 +393,25 @@ SCALE = 4
 EVAL_SET = WORK / "eval_set"
 (EVAL_SET / "HR").mkdir(parents=True, exist_ok=True)
 (EVAL_SET / f"LR_bicubic_X{SCALE}").mkdir(exist_ok=True)
-test_files = [f for f in list_images(TEST_DIR)]
-n_test = 0
-for f in test_files:
-    if EVAL_MAX_IMAGES and n_test >= EVAL_MAX_IMAGES:
+chosen = []
+for f in list_images(TEST_DIR):
+    if EVAL_MAX_IMAGES and len(chosen) >= EVAL_MAX_IMAGES:
         break
-    hr = crop_to_multiple(to_uint(to_rgb_float(read_image(f))), SCALE)
-    if min(hr.shape[:2]) < 16 * SCALE:  # too small for SSIM after the border crop
-        continue
-    if not (EVAL_SET / "HR" / f"{f.stem}.png").exists():
-        write_image(EVAL_SET / "HR" / f"{f.stem}.png", hr)
-        write_image(EVAL_SET / f"LR_bicubic_X{SCALE}" / f"{f.stem}.png", Degradation()(hr, SCALE))
-    n_test += 1
-print(f"{EVAL_SET}: {len(list_images(EVAL_SET / 'HR'))} test images")'''),
+    name = f"{f.stem}.png"
+    if not (EVAL_SET / "HR" / name).exists():
+        hr = crop_to_multiple(to_uint(to_rgb_float(read_image(f))), SCALE)
+        if min(hr.shape[:2]) < 16 * SCALE:  # too small for SSIM after the border crop
+            continue
+        write_image(EVAL_SET / f"LR_bicubic_X{SCALE}" / name, Degradation()(hr, SCALE))
+        write_image(EVAL_SET / "HR" / name, hr)
+    chosen.append(name)
+for sub in ("HR", f"LR_bicubic_X{SCALE}"):  # drop images of an earlier choice
+    for p in list_images(EVAL_SET / sub):
+        if p.name not in chosen:
+            p.unlink()
+n_test = len(chosen)
+assert n_test, f"{TEST_DIR}: no test image of at least {16 * SCALE} px"
+print(f"{EVAL_SET}: {n_test} test images")'''),
     ("md", '''\
 ## 2. TVAT split
 
@@ -406,8 +441,9 @@ One command trains all classes: `paddle.distributed.launch` starts one
 process per card (`--devices 0,1,2`), and process *r* trains the classes
 *c* with *c* mod N = *r*: with three cards, one class each, at the same time.
 On one card or a CPU the classes train one after the other
-(`--nproc_per_node 1`). The single `16-8` baseline trains afterwards on all
-sub-images (`all.tsv` of the split).
+(`--nproc_per_node 1`). With `BASELINE = True` the single `16-8` model
+trains afterwards, with the same config and schedule, on all sub-images
+(`all.tsv` of the split).
 
 Progress of the first process is shown below; every process writes
 `workerlog.<rank>` in the `logs/` folder. If the kernel is interrupted or
@@ -424,30 +460,50 @@ if DEVICE == "gpu":
     LAUNCH = "--devices " + ",".join(str(i) for i in range(NPROC))
 else:
     LAUNCH = f"--nproc_per_node {NPROC}"
-CONFIG_PATH = CONFIG or ("configs/mmsr_x4.yaml" if DEVICE == "gpu" else "configs/mmsr_x4_cpu.yaml")
+CONFIG_PATH = CONFIG or ("configs/demo_cpu.yaml" if SAMPLE_DATA else
+                         "configs/mmsr_x4.yaml" if DEVICE == "gpu" else "configs/mmsr_x4_cpu.yaml")
 MMSR_RUN, BASE_RUN = WORK / "mmsr", WORK / "srgan_16-8"
+yq = lambda path: json.dumps(str(path))  # noqa: E731  (a path as a YAML string)
+base = [f"device={DEVICE}", f"val.dir={yq(EVAL_SET)}", "val.max_images=3"]
+plain = load_config(CONFIG_PATH, [f"data.split={yq(SPLIT_DIR)}"] + base + list(OVERRIDES))
+given = {o.split("=", 1)[0].strip() for o in OVERRIDES}
 
-common = [f"device={DEVICE}", f"val.dir={EVAL_SET}", "val.max_images=3"]
-if ITERS is not None:
-    common.append(f"train.pretrain_iters={ITERS}")
-if ADV_ITERS is not None:
-    common.append(f"train.adversarial_iters={ADV_ITERS}")
-common += list(OVERRIDES)
-MMSR_OPTS = [f"data.split={SPLIT_DIR}", f"output={MMSR_RUN}"] + common
-BASE_OPTS = [f"data.sources=[{SPLIT_DIR / 'all.tsv'}]", f"output={BASE_RUN}"] + common
+
+def schedule(key, new, optimizers):
+    """Set a phase's iterations; scale its lr milestones to match (unless given in OVERRIDES)."""
+    if new is None:
+        return []
+    old, opts = getattr(plain.train, key), [f"train.{key}={new}"]
+    for name in optimizers:
+        ms = getattr(plain.optim, name).milestones
+        if f"optim.{name}.milestones" in given or not ms or not old or new == old:
+            continue
+        scaled = [m for m in sorted({max(1, round(m * new / old)) for m in ms if m < old}) if m < new]
+        opts.append(f"optim.{name}.milestones={scaled}")
+    return opts
+
+
+common = (base + schedule("pretrain_iters", ITERS, ["pretrain"])
+          + schedule("adversarial_iters", ADV_ITERS, ["generator", "discriminator"]) + list(OVERRIDES))
+MMSR_OPTS = [f"data.split={yq(SPLIT_DIR)}", f"output={yq(MMSR_RUN)}"] + common
+# the baseline: the same config and schedule with one 16-8 model on every sub-image
+# (for the paper's GPU schedule this is configs/srgan_16-8_x4.yaml)
+BASE_OPTS = ["data.split=null", f"data.sources=[{yq(SPLIT_DIR / 'all.tsv')}]", 'classes=[{spec: "16-8"}]',
+             "name=srgan_16-8_baseline", f"output={yq(BASE_RUN)}"] + common
 
 
 def cli(opts):
     return " ".join("-o " + q(o) for o in opts) + (" --fresh" if FRESH else "")
 
 
-cfg = load_config(CONFIG_PATH, MMSR_OPTS)  # checks the config and overrides now
-t = cfg.train
+cfg = load_config(CONFIG_PATH, MMSR_OPTS)  # checks the config and the overrides now
+configs = [cfg] + ([load_config(CONFIG_PATH, BASE_OPTS)] if BASELINE else [])
+t, g = cfg.train, cfg.model.generator
 print(f"{CONFIG_PATH}: classes {[c.spec for c in cfg.classes]}, {t.pretrain_iters} + {t.adversarial_iters} "
-      f"iterations per class, batch {cfg.data.batch_size} x {cfg.data.crop} px, "
-      f"generator {cfg.model.generator.form} ({cfg.model.generator.channels} channels) -> {MMSR_RUN}")
-print(f"launch: {LAUNCH}")
-configs = [cfg] + ([load_config(BASELINE_CONFIG, BASE_OPTS)] if BASELINE_CONFIG else [])
+      f"iterations per model, batch {cfg.data.batch_size} x {cfg.data.crop} px, "
+      f"{g.form} generators ({g.channels} channels)")
+print("overrides:", " ".join(MMSR_OPTS))
+print("launch:", LAUNCH)
 needs_vgg = any(c.train.adversarial_iters > 0 and c.loss.content_weight > 0
                 and c.loss.vgg_weights == "auto" for c in configs)
 if needs_vgg and not any(p.is_file() for p in default_weights_paths()):
@@ -462,16 +518,19 @@ if _exit_code != 0:
         print(f"----- {log} (last lines)\\n{tail(log, 25)}")
     raise RuntimeError(f"training failed (exit code {_exit_code}); the worker logs are above")
 summary = json.loads((MMSR_RUN / "summary.json").read_text())
+print()
 for c in summary["classes"]:
-    print(f"class {c['class']} ({c['spec']}): {c['status']}", {k: c[k] for k in ("train_seconds",) if k in c})
+    val = c.get("last_val") or {}
+    print(f"class {c['class']} ({c['spec']}): {c['status']}, {c.get('steps', '?')} steps, "
+          f"{c.get('train_seconds', 0):.0f} s" + (f", val PSNR-Y {val['psnr']:.2f} dB" if "psnr" in val else ""))
 assert summary["bundle"], "the bundle was not assembled (see above)"
 MMSR_BUNDLE = Path(summary["bundle"])
 print("MMSR bundle:", MMSR_BUNDLE)'''),
     ("code", '''\
 # The single-model baseline: one 16-8 SRGAN on every sub-image.
 BASE_BUNDLE = None
-if BASELINE_CONFIG:
-    !{sys.executable} tools/train.py -c {q(BASELINE_CONFIG)} {cli(BASE_OPTS)}
+if BASELINE:
+    !{sys.executable} tools/train.py -c {q(CONFIG_PATH)} {cli(BASE_OPTS)}
     assert _exit_code == 0, "baseline training failed (see above)"
     BASE_BUNDLE = Path(json.loads((BASE_RUN / "summary.json").read_text())["bundle"])
     print("baseline bundle:", BASE_BUNDLE)'''),
@@ -481,9 +540,8 @@ if BASELINE_CONFIG:
 Every class logs its losses, learning rate and validation PSNR/SSIM (plus
 sample images and weight histograms) to `<run>/vdl/class<i>`.
 
-* **AI Studio**: open the *Visualization* (可视化) panel in the left sidebar,
-  choose the log folder printed below (`.../vdl`) and start the service; the
-  panel opens VisualDL on it.
+* **AI Studio**: the *Visualization* (可视化) panel in the left sidebar runs
+  VisualDL for you: set its log folder to the `.../vdl` path printed below.
 * **Elsewhere**: start VisualDL in a terminal with the command printed below
   and open `http://<host>:8040`. Keep `--language en` (or `zh`): without it
   some clients get an HTTP 500 page.
@@ -492,7 +550,7 @@ The cell below draws the same scalar curves right here, from the log files.'''),
     ("code", '''\
 vdl_dirs = [MMSR_RUN / "vdl"] + ([BASE_RUN / "vdl"] if BASE_BUNDLE else [])
 for d in vdl_dirs:
-    print(f"visualdl --logdir {d.resolve()} --host 0.0.0.0 --port 8040 --language en")
+    print(f"visualdl --logdir {q(d.resolve())} --host 0.0.0.0 --port 8040 --language en")
 plot_vdl_scalars(MMSR_RUN / "vdl")'''),
     ("md", '''\
 ## 5. Evaluate: bicubic, the single 16-8 SRGAN, MMSR
@@ -542,8 +600,9 @@ for name, m in models.items():
     recs = [m.reconstruct(lr) for _, lr in pairs]
     seconds = time.perf_counter() - start
     outputs[name] = recs
-    shares = ", ".join(f"{m.label(c)} {100 * s:.0f}%" for c, s in sorted(recs[0].shares().items()))
-    print(f"{name:11s} {seconds:7.2f} s for {len(pairs)} images; first image's tiles: {shares}")
+    ids, counts = np.unique(np.concatenate([r.classes for r in recs]), return_counts=True)
+    shares = ", ".join(f"{m.label(c)} {100 * k / counts.sum():.0f}%" for c, k in zip(ids, counts))
+    print(f"{name:11s} {seconds:7.2f} s for {len(pairs)} images; tiles: {shares}")
 
 hr0, lr0 = pairs[0]
 views = {"LR (pixels)": nearest_up(lr0, SCALE), "bicubic": imresize(lr0, SCALE)}

@@ -67,16 +67,19 @@ class PredictorRunner:
     name = "inference"
 
     def __init__(self, model_file, params_file, device: str = "cpu", threads: int | None = None,
-                 tensorrt: bool = False, gpu_id: int = 0):
+                 tensorrt: bool = False, max_input=(4, 128), gpu_id: int = 0):
         from paddle import inference as pi
         cfg = pi.Config(str(model_file), str(params_file))
         if device == "gpu":
             cfg.enable_use_gpu(256, gpu_id)
-            if tensorrt:  # dynamic H/W: TensorRT builds engines per shape range
-                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=16,
+            if tensorrt:  # untested here (no GPU); shapes range up to (batch, tile)
+                n, hw = max_input
+                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=n,
                                            min_subgraph_size=3,
                                            precision_mode=pi.PrecisionType.Float32,
                                            use_static=False, use_calib_mode=False)
+                big = {"x": [n, 3, hw, hw]}
+                cfg.set_trt_dynamic_shape_info({"x": [1, 3, 8, 8]}, big, big)
         else:
             cfg.disable_gpu()
             cfg.enable_mkldnn()
@@ -190,7 +193,8 @@ def prune_cache(bundle, cache_dir=None) -> list:
 
 
 def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
-                threads: int | None = None, cache_dir=None, tensorrt: bool = False):
+                threads: int | None = None, cache_dir=None, tensorrt: bool = False,
+                max_input=(4, 128)):
     """A runner for one class. ``auto``: Paddle Inference, dygraph if export fails."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -198,7 +202,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
     if backend != "dygraph":
         try:
             model, params = export_generator(bundle, entry, cache_dir)
-            return PredictorRunner(model, params, device, threads, tensorrt)
+            return PredictorRunner(model, params, device, threads, tensorrt, max_input)
         except Exception as e:
             if backend == "inference":
                 raise

@@ -46,13 +46,14 @@ def busiest_window(img: np.ndarray, size: int) -> tuple[int, int]:
     return pos
 
 
-def show_side_by_side(images: dict, crop=None, crop_size: int = 96, height: float = 4.0,
+def show_side_by_side(images: dict, crop=None, crop_size: int = 96, width: float = 16.0,
                       title: str | None = None):
     """Show same-size images in one row, with a zoomed crop of each below.
 
     ``images``: {label: HxWx3 uint8}, all the same size (show an LR image
     through :func:`nearest_up`). ``crop``: (y, x) of the zoomed window; by
-    default the busiest window of the last image. Returns the figure.
+    default the busiest window of the last image. ``width``: figure width
+    in inches at most.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -64,7 +65,8 @@ def show_side_by_side(images: dict, crop=None, crop_size: int = 96, height: floa
     crop_size = min(crop_size, h, w)
     y, x = crop if crop is not None else busiest_window(pics[-1], crop_size)
     n = len(pics)
-    fig, axes = plt.subplots(2, n, figsize=(height * n * max(w / h, 0.6), height * 2),
+    col = min(4.0, width / n)  # inches per column
+    fig, axes = plt.subplots(2, n, figsize=(col * n, col * (h / w + 1) + 0.8),
                              squeeze=False, gridspec_kw={"height_ratios": [h / w, 1]})
     for i, (label, pic) in enumerate(zip(labels, pics)):
         top, bottom = axes[0, i], axes[1, i]
@@ -80,7 +82,6 @@ def show_side_by_side(images: dict, crop=None, crop_size: int = 96, height: floa
         fig.suptitle(title)
     fig.tight_layout()
     plt.show()
-    return fig
 
 
 def show_image(img, title: str | None = None, width: float = 8.0):
@@ -97,7 +98,6 @@ def show_image(img, title: str | None = None, width: float = 8.0):
         ax.set_title(title)
     fig.tight_layout()
     plt.show()
-    return fig
 
 
 def find_path(roots, name: str, folder: bool = True, max_depth: int = 3) -> Path | None:
@@ -142,14 +142,14 @@ def vdl_scalars(vdl_dir) -> dict:
 
 def plot_vdl_scalars(vdl_dir, tags=None, width: float = 5.0):
     """One plot per scalar tag (all runs overlaid): the curves VisualDL shows.
-    ``tags``: tags to plot (default: every scalar tag). Returns the figure or None."""
+    ``tags``: tags to plot (default: every scalar tag)."""
     import matplotlib.pyplot as plt
     data = vdl_scalars(vdl_dir)
     all_tags = sorted({t for run in data.values() for t in run})
     tags = [t for t in (tags or all_tags) if t in all_tags]
     if not tags:
         print(f"no scalars logged under {vdl_dir} yet")
-        return None
+        return
     cols = min(3, len(tags))
     rows = -(-len(tags) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * 0.7 * rows), squeeze=False)
@@ -165,7 +165,6 @@ def plot_vdl_scalars(vdl_dir, tags=None, width: float = 5.0):
         ax.axis("off")
     fig.tight_layout()
     plt.show()
-    return fig
 
 
 def tail(path, n: int = 30) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from .bundle import load_bundle
 from .imageio import to_uint
 from .inference import make_runner, prune_cache
-from .resize import imresize
+from .resize import bicubic_weights
 from .route import FLAT, class_label, largest_class, route
 from .stitch import Stitcher, tile_weight
 from .tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
@@ -64,6 +65,23 @@ def _check_image(img) -> np.ndarray:
     return img
 
 
+@lru_cache(maxsize=32)
+def _bicubic_matrix(n: int, scale: int) -> np.ndarray:
+    """(n * scale, n) matrix of the MATLAB-style bicubic upscale along one axis."""
+    w, idx = bicubic_weights(n, n * scale, float(scale))
+    m = np.zeros((n * scale, n), np.float64)
+    np.add.at(m, (np.arange(n * scale)[:, None], idx), w)
+    return m.astype(np.float32)
+
+
+def bicubic_up(a: np.ndarray, scale: int) -> np.ndarray:
+    """HxW[xC] float -> float32 ``scale`` x larger; equals ``resize.imresize``, faster."""
+    my, mx = _bicubic_matrix(a.shape[0], scale), _bicubic_matrix(a.shape[1], scale)
+    out = np.tensordot(my, a.astype(np.float32), axes=(1, 0))   # (H, w, ...)
+    out = np.tensordot(out, mx, axes=(1, 1))                    # (H, ..., W)
+    return np.moveaxis(out, -1, 1)
+
+
 def _as_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
@@ -77,10 +95,11 @@ class MMSR:
 
     def __init__(self, bundle, backend: str = "auto", device: str = "cpu",
                  tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, batch_size: int = 4,
-                 threads: int | None = None, cache_dir=None):
+                 threads: int | None = None, cache_dir=None, tensorrt: bool = False):
         TileGrid(tile, tile, tile, overlap).xs  # validates tile / overlap
         self.bundle = bundle
         self.backend, self.device, self.threads, self.cache_dir = backend, device, threads, cache_dir
+        self.tensorrt = tensorrt
         self.tile, self.overlap, self.batch_size = int(tile), int(overlap), max(1, int(batch_size))
         self._runners = {}
         self._lock = threading.Lock()
@@ -110,7 +129,8 @@ class MMSR:
             if class_id not in self._runners:
                 entry = next(c for c in self.bundle.classes if c.id == class_id)
                 self._runners[class_id] = make_runner(
-                    self.bundle, entry, self.backend, self.device, self.threads, self.cache_dir)
+                    self.bundle, entry, self.backend, self.device, self.threads, self.cache_dir,
+                    self.tensorrt, (self.batch_size, self.tile))
             return self._runners[class_id]
 
     def prepare(self, routing: str = "tvat") -> None:
@@ -147,13 +167,23 @@ class MMSR:
 
         out_shape = (img.shape[0] * s, img.shape[1] * s) + img.shape[2:]
         out = np.empty(out_shape, img.dtype if img.dtype in (np.uint8, np.uint16) else np.float32)
-        n_out = 3 + (alpha is not None)
-        stitcher = Stitcher(out_shape[1], n_out)
+        stitcher = Stitcher(out_shape[1], 3 + (alpha is not None), grid.tile_h * s)
+
+        def sink(first, rows):
+            out[first:first + len(rows)] = self._finish(rows, img, alpha is not None)
+
+        def add_tile(i, up):
+            y, x = boxes[i]
+            if alpha is not None:
+                a = bicubic_up(_as_float(grid.cut(alpha, y, x)), s)
+                up = np.concatenate([up, a[:, :, None]], axis=2)
+            stitcher.add(y * s, x * s, up, tile_weight(grid, y, x, s))
+
         ys, nx, done = grid.ys, grid.shape[1], 0
-        for r, y in enumerate(ys):
-            row = list(range(r * nx, (r + 1) * nx))
+        for r in range(len(ys)):
+            row = np.arange(r * nx, (r + 1) * nx)
             for cid in np.unique(classes[row]):
-                members = [i for i in row if classes[i] == cid]
+                members = row[classes[row] == cid]
                 for k in range(0, len(members), self.batch_size):
                     part = members[k:k + self.batch_size]
                     t = time.perf_counter()
@@ -162,20 +192,13 @@ class MMSR:
                     ups = self._upscale_batch(batch, int(cid), times)
                     t = time.perf_counter()
                     for i, up in zip(part, ups):
-                        by, bx = boxes[i]
-                        if alpha is not None:
-                            a = imresize(_as_float(grid.cut(alpha, by, bx)), s)
-                            up = np.concatenate([up, a[:, :, None].astype(np.float32)], axis=2)
-                        stitcher.add(by * s, bx * s, up, tile_weight(grid, by, bx, s))
+                        add_tile(i, up)
                     times["tiling"] += time.perf_counter() - t
                     done += len(part)
                     if progress is not None:
                         progress(done, len(boxes))
-            t = time.perf_counter()
-            upto = ys[r + 1] * s if r + 1 < len(ys) else out_shape[0]
-            top = stitcher.top
-            rows = stitcher.flush(upto)
-            out[top:top + len(rows)] = self._finish(rows, img, alpha is not None)
+            t = time.perf_counter()  # rows above the next tile row are final
+            stitcher.drain(ys[r + 1] * s if r + 1 < len(ys) else out_shape[0], sink)
             times["tiling"] += time.perf_counter() - t
         times["total"] = time.perf_counter() - t_start
         return Reconstruction(out, grid, scores, classes, times)
@@ -184,7 +207,7 @@ class MMSR:
         """NHWC float tiles -> NHWC float, ``scale`` times larger."""
         t = time.perf_counter()
         if class_id == FLAT:
-            ups = np.stack([imresize(b, self.scale) for b in batch]).astype(np.float32)
+            ups = np.stack([bicubic_up(b, self.scale) for b in batch])
             times["bicubic"] += time.perf_counter() - t
             return ups
         y = self.runner(class_id).run(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))

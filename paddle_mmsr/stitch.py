@@ -5,8 +5,8 @@ Each tile's weight falls to zero towards its inner edges: a dead ``margin``
 then a linear ramp of width ``ramp`` up to 1. Edges on the image border keep
 weight 1. With ``margin + ramp + margin = overlap`` two neighbouring tiles
 cross-fade linearly and their weights sum to 1; elsewhere the sum is divided
-out. Rows are blended in a strip that is flushed as soon as no later tile can
-touch them, so memory follows the tile row, not the image.
+out. Rows are blended in a band one tile high that is drained as soon as no
+later tile can touch them, so memory follows the tile row, not the image.
 """
 from __future__ import annotations
 
@@ -43,31 +43,34 @@ def tile_weight(grid, y: int, x: int, scale: int) -> np.ndarray:
 
 
 class Stitcher:
-    """Weighted sum of tiles over a band of output rows [top, top + len)."""
+    """Weighted sum of tiles over a band of ``rows`` output rows starting at ``top``."""
 
-    def __init__(self, width: int, channels: int):
+    def __init__(self, width: int, channels: int, rows: int):
         self.top = 0
-        self.acc = np.zeros((0, width, channels), np.float32)
-        self.wsum = np.zeros((0, width), np.float32)
+        self.acc = np.zeros((rows, width, channels), np.float32)
+        self.wsum = np.zeros((rows, width), np.float32)
 
     def add(self, y: int, x: int, tile: np.ndarray, weight: np.ndarray) -> None:
         """Add an HR tile (h, w, C) with its weight map (h, w) at HR (y, x)."""
         h, w = weight.shape
-        if y < self.top:
-            raise ValueError(f"row {y} was already flushed (top is {self.top})")
-        grow = y + h - (self.top + len(self.acc))
-        if grow > 0:
-            width, ch = self.acc.shape[1:]
-            self.acc = np.concatenate([self.acc, np.zeros((grow, width, ch), np.float32)])
-            self.wsum = np.concatenate([self.wsum, np.zeros((grow, width), np.float32)])
         r = y - self.top
+        if r < 0 or r + h > len(self.acc):
+            raise ValueError(f"rows {y}..{y + h} are outside the band at {self.top}")
         self.acc[r:r + h, x:x + w] += tile * weight[:, :, None]
         self.wsum[r:r + h, x:x + w] += weight
 
-    def flush(self, upto: int) -> np.ndarray:
-        """Blended rows [top, upto) (float32, (rows, W, C)); they are dropped."""
+    def drain(self, upto: int, sink, chunk: int = 64) -> None:
+        """Pass blended rows [top, upto) to ``sink(first_row, rows)`` in chunks
+        (float32, (n, W, C)), then move the band down past them."""
         n = max(0, min(upto - self.top, len(self.acc)))
-        rows = self.acc[:n] / np.maximum(self.wsum[:n], 1e-12)[:, :, None]
-        self.acc, self.wsum = self.acc[n:].copy(), self.wsum[n:].copy()
+        if n == 0:
+            return
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            sink(self.top + i, self.acc[i:j] / np.maximum(self.wsum[i:j], 1e-12)[:, :, None])
+        for buf in (self.acc, self.wsum):  # shift up in non-overlapping steps of n rows
+            for i in range(0, len(buf) - n, n):
+                j = min(i + n, len(buf) - n)
+                buf[i:j] = buf[i + n:j + n]
+            buf[len(buf) - n:] = 0
         self.top += n
-        return rows

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -187,7 +184,7 @@ def test_input_kinds_keep_their_kind(single_bundle):
 
 def test_threads_share_one_model(single_bundle):
     sr = MMSR.load(single_bundle, backend="inference", tile=48, overlap=16)
-    imgs = [photo()[:96, :96], skdata.coffee()[100:196, 200:296], skdata.chelsea()[50:146, 50:146]]
+    imgs = [photo()[:64, :72], skdata.coffee()[100:164, 200:272], skdata.chelsea()[50:114, 50:122]]
     expected = [sr.upscale(im) for im in imgs]
     got = [None] * len(imgs)
 
@@ -241,32 +238,38 @@ def test_export_cache_reused_and_invalidated(tmp_path):
 
 # ---- memory ----
 
-MEMORY_CHILD = """
-import json, sys
-sys.path.insert(0, {root!r})
-import numpy as np
-from paddle_mmsr import MMSR
-def peak():
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) * 1024
-sr = MMSR.load({bundle!r}, backend='inference', tile=64, overlap=8)
-rng = np.random.default_rng(0)
-sr.upscale(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-before = peak()
-img = rng.integers(0, 255, ({n}, {n}, 3), dtype=np.uint8)
-out = sr.upscale(img)
-print(json.dumps({{'growth': peak() - before, 'out_bytes': out.nbytes}}))
-"""
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith(field + ":"))
 
 
-def test_memory_follows_tile_rows_not_image(single_bundle):
-    """Peak RSS growth stays near the output array itself: a full-size float
-    accumulator (4 x the output per channel) would be several times larger."""
-    code = MEMORY_CHILD.format(root=str(ROOT), bundle=str(single_bundle), n=640)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "GLOG_minloglevel": "2"}, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    m = json.loads(res.stdout.strip().splitlines()[-1])
-    assert m["out_bytes"] == 2560 * 2560 * 3
-    assert m["growth"] < m["out_bytes"] + 80 * 2 ** 20, m
+def test_memory_follows_tile_rows_not_image(tmp_path):
+    """Upscaling a large image raises peak RSS by about the output array alone;
+    a full-size float accumulator would add 6-7 x more. (Every tile goes to the
+    flat class here so the test is fast; network batches are bounded anyway.)"""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux: reset the peak (VmHWM) to the current RSS
+    except OSError:
+        pytest.skip("needs Linux /proc/self/clear_refs")
+    make_bundle(tmp_path, tiny_generators(("1-1",), (0.0,)), TVATSettings(bounds=[]),
+                flat_bound=1e9)
+    sr = MMSR.load(tmp_path, backend="dygraph")
+    rng = np.random.default_rng(0)
+    sr.upscale(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8))
+    img = rng.integers(0, 255, (800, 800, 3), dtype=np.uint8)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _proc_kib("VmRSS")
+    out = sr.upscale(img)
+    growth = (_proc_kib("VmHWM") - before) * 1024
+    assert out.nbytes == 3200 * 3200 * 3
+    print(f"peak RSS growth {growth / 2**20:.0f} MiB for a {out.nbytes / 2**20:.0f} MiB output")
+    assert growth < out.nbytes + 80 * 2 ** 20, (growth, out.nbytes)
+
+
+def test_gpu_without_cuda_is_a_clear_error(single_bundle):
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("this Paddle build has CUDA")
+    with pytest.raises(RuntimeError, match="no CUDA support"):
+        MMSR.load(single_bundle, device="gpu").runner(0)

@@ -175,7 +175,7 @@ def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=N
 
 
 def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=None,
-                  flat_bound=None, repeat=1, log=print) -> dict:
+                  flat_bound=None, repeat=1, channels=64, backends=True, log=print) -> dict:
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
     from paddle_mmsr.bundle import load_bundle
@@ -183,8 +183,10 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
     if bundle_dir is None:
         tmp = tempfile.mkdtemp(prefix="mmsr-bench-")
         bundle_dir = tmp
-        make_random_bundle(tmp, bounds=bounds or CALIBRATED_BOUNDS, flat_bound=flat_bound)
-        log("bundle: RANDOM weights (timing only), specs " + ", ".join(RANDOM_SPECS))
+        make_random_bundle(tmp, bounds=CALIBRATED_BOUNDS if bounds is None else bounds,
+                           channels=channels, flat_bound=flat_bound)
+        log(f"bundle: RANDOM weights (timing only), specs {', '.join(RANDOM_SPECS)}, "
+            f"{channels} channels")
     bundle = load_bundle(bundle_dir)
     photos = sample_photos(images)
     res = {"load_avg_start": os.getloadavg(), "threads": os.cpu_count(),
@@ -192,9 +194,11 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
            "images": [f"{n} {p.shape[1]}x{p.shape[0]}" for n, p in photos]}
     log(f"images (LR): {', '.join(res['images'])}; TVAT bounds {bundle.tvat.bounds}, "
         f"flat bound {bundle.flat_bound}")
-    res["backends"] = b = time_backends(bundle)
-    log(f"G{b['spec']} one {b['tile']}px tile: dygraph {b['dygraph_s']:.2f} s, Paddle Inference "
-        f"{b['inference_s']:.2f} s ({b['speedup']:.1f}x, max diff {b['max_abs_diff']:.1e})")
+    if backends:
+        res["backends"] = b = time_backends(bundle)
+        log(f"G{b['spec']} one {b['tile']}px tile: dygraph {b['dygraph_s']:.2f} s, Paddle "
+            f"Inference {b['inference_s']:.2f} s ({b['speedup']:.1f}x, max diff "
+            f"{b['max_abs_diff']:.1e})")
     sr = MMSR(bundle)
     res["routing"] = r = time_routing(sr, photos, repeat)
     for k in ("tvat", "single"):
@@ -226,13 +230,16 @@ def main(argv=None) -> int:
     ap.add_argument("--images", help="folder of LR photos (default: scikit-image photos)")
     ap.add_argument("--bounds", type=float, nargs="+", help="TVAT bounds of the random bundle")
     ap.add_argument("--flat-bound", type=float, help="flat (bicubic) bound of the random bundle")
+    ap.add_argument("--channels", type=int, default=64, help="channels of the random bundle")
+    ap.add_argument("--no-backends", action="store_true", help="skip dygraph vs inference")
     ap.add_argument("--sweep", action="store_true", help="also time tile sizes / overlaps")
     ap.add_argument("--rss-size", type=int, default=0, help="also measure peak RSS at this LR size")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json", help="write all figures to this JSON file")
     args = ap.parse_args(argv)
     res = run_benchmark(args.bundle, args.images, args.sweep, args.rss_size, args.bounds,
-                        args.flat_bound, args.repeat, log=lambda s: print(s, flush=True))
+                        args.flat_bound, args.repeat, args.channels, not args.no_backends,
+                        log=lambda s: print(s, flush=True))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     return 0

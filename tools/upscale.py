@@ -36,19 +36,21 @@ def parse_args(argv=None):
     ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--tensorrt", action="store_true", help="with --device gpu: use TensorRT")
     ap.add_argument("--backend", choices=("auto", "inference", "dygraph"), default="auto",
                     help="auto: Paddle Inference, dygraph if export fails")
     ap.add_argument("--routing", choices=("tvat", "single"), default="tvat",
                     help="single: the largest model on every tile (for comparison)")
     ap.add_argument("--routing-map", metavar="PATH",
-                    help="also draw which model handled each tile: a .png file for one input, "
+                    help="also draw which model handled each tile: an image file for one input, "
                          "else a folder receiving NAME_routing.png per input")
     ap.add_argument("--format", choices=("png", "jpg", "same"), default="png",
                     help="output format; same = the input's (png when not writable)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--batch", type=int, default=4, help="tiles per network call")
     ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bars (also off when stderr is not a terminal)")
     return ap.parse_args(argv)
 
 
@@ -83,7 +85,7 @@ def output_path(out_dir: Path, rel: Path, fmt: str) -> Path:
 
 def map_path(option: str, rel: Path, single: bool) -> Path:
     p = Path(option)
-    if single and p.suffix.lower() == ".png":
+    if single and p.suffix.lower() in WRITABLE_EXTS:
         return p
     return p / rel.with_name(rel.stem + "_routing.png")
 
@@ -112,7 +114,7 @@ class Report:
 
 
 def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
-    """Upscale one file; problems go to ``report``."""
+    """Upscale one file (and draw its routing map); raises on a bad file."""
     import numpy as np
     from paddle_mmsr.imageio import read_image, to_rgb_float, to_uint, write_image
     from paddle_mmsr.route import routing_map
@@ -135,63 +137,79 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         ids = sorted(set(r.classes.tolist()))
         pic = routing_map(to_uint(to_rgb_float(img)), r.grid, r.classes,
                           {c: sr.label(c) for c in ids})
-        rgb = np.asarray(pic)
-        write_image(map_file, rgb)
+        write_image(map_file, np.asarray(pic))
+
+
+def plan(args) -> list:
+    """[(input, output, routing map or None, problem or None)], checked before any work:
+    problem is ("fail", text) or ("skip", text)."""
+    out_dir = Path(args.out_dir)
+    jobs = expand_inputs(args.inputs, out_dir)
+    inputs = {j[0].resolve() for j in jobs if j[0].exists()}
+    single = len(jobs) == 1
+    claimed, steps = {}, []
+    for path, rel, error in jobs:
+        if error:
+            steps.append((path, None, None, ("fail", error)))
+            continue
+        out = output_path(out_dir, rel, args.format)
+        map_file = map_path(args.routing_map, rel, single) if args.routing_map else None
+        targets = [t.resolve() for t in (out, map_file) if t is not None]
+        problem = None
+        if any(t in inputs for t in targets):
+            problem = ("fail", f"{path}: output {out} would overwrite an input file; "
+                               "choose another -o")
+        elif any(t in claimed for t in targets):
+            other = next(claimed[t] for t in targets if t in claimed)
+            problem = ("fail", f"{path}: output {out} is also the output of {other}; "
+                               "rename one of them")
+        elif not args.overwrite and any(t.exists() for t in targets):
+            existing = next(t for t in targets if t.exists())
+            problem = ("skip", f"{path}: {existing} exists (pass --overwrite to replace it)")
+        else:
+            claimed.update((t, path) for t in targets)
+        steps.append((path, out, map_file, problem))
+    return steps
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from tqdm import tqdm
-        from paddle_mmsr.bundle import BundleError
-        from paddle_mmsr.imageio import ImageReadError
-        from paddle_mmsr.inference import check_device
-        from paddle_mmsr.reconstruct import MMSR
     bundle = Path(args.bundle)
     if not (bundle / "manifest.yaml").exists():
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
         return 2
-    options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
-    try:
-        check_device(args.device)
-        sr = MMSR.load(bundle, backend=args.backend, device=args.device, batch_size=args.batch,
-                       threads=args.threads, **options)
-        sr.prepare(args.routing)
-    except (BundleError, RuntimeError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    out_dir = Path(args.out_dir)
-    jobs = expand_inputs(args.inputs, out_dir)
-    inputs = {j[0].resolve() for j in jobs if j[0].exists()}
-    bars = not args.quiet
+    steps = plan(args)
+    bars = not args.quiet and sys.stderr.isatty()  # plain lines when logged to a file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tqdm import tqdm
     report = Report(lambda s: tqdm.write(s, file=sys.stderr) if bars else print(s, file=sys.stderr))
-    claimed, start = {}, time.perf_counter()
-    file_bar = tqdm(total=len(jobs), desc="files", unit="file", disable=not bars, file=sys.stderr)
+    start, sr = time.perf_counter(), None
+    if any(problem is None for *_, problem in steps):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from paddle_mmsr.bundle import BundleError
+            from paddle_mmsr.inference import check_device
+            from paddle_mmsr.reconstruct import MMSR
+        options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items()
+                   if v is not None}
+        try:
+            check_device(args.device)
+            sr = MMSR.load(bundle, backend=args.backend, device=args.device,
+                           batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
+                           **options)
+            sr.prepare(args.routing)
+        except (BundleError, RuntimeError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    from paddle_mmsr.imageio import ImageReadError
+    file_bar = tqdm(total=len(steps), desc="files", unit="file", disable=not bars, file=sys.stderr)
     tile_bar = tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr) if bars else None
-    single = len(jobs) == 1
-    for path, rel, error in jobs:
+    for path, out, map_file, problem in steps:
         file_bar.update(1)
-        if error:
-            report.fail(error)
+        if problem is not None:
+            (report.fail if problem[0] == "fail" else report.skip)(problem[1])
             continue
-        out = output_path(out_dir, rel, args.format)
-        map_file = map_path(args.routing_map, rel, single) if args.routing_map else None
-        targets = [t for t in (out, map_file) if t is not None]
-        if any(t.resolve() in inputs for t in targets):
-            report.fail(f"{path}: output {out} would overwrite an input file; choose another -o")
-            continue
-        clash = next((claimed[t.resolve()] for t in targets if t.resolve() in claimed), None)
-        if clash is not None:
-            report.fail(f"{path}: output {out} is also the output of {clash}; rename one of them")
-            continue
-        existing = [t for t in targets if t.exists()]
-        if existing and not args.overwrite:
-            report.skip(f"{path}: {existing[0]} exists (pass --overwrite to replace it)")
-            continue
-        for t in targets:
-            claimed[t.resolve()] = path
         try:
             process(sr, path, out, args, report, tile_bar, map_file)
             report.done += 1
@@ -204,7 +222,8 @@ def main(argv=None) -> int:
     if tile_bar is not None:
         tile_bar.close()
     file_bar.close()
-    print(report.summary(time.perf_counter() - start, sr.label), file=sys.stderr)
+    label = sr.label if sr is not None else str
+    print(report.summary(time.perf_counter() - start, label), file=sys.stderr)
     return 1 if report.failed else 0
 
 

@@ -61,3 +61,41 @@ def load_checkpoint(path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a paddle-mmsr training checkpoint")
     return state
+
+
+# Optimizer state dicts are keyed by parameter *names* (e.g. conv2d_75.w_0_moment1_0),
+# which depend on how many layers the process built before. Checkpoints store them
+# keyed by structural names ("g.blocks.0.body.0.weight") instead.
+def _param_names(nets: dict) -> dict:
+    """{runtime parameter name: structural name} over ``nets`` (prefix -> layer)."""
+    out = {}
+    for prefix, net in nets.items():
+        if net is not None:
+            for n, p in net.named_parameters():
+                out[p.name] = f"{prefix}.{n}"
+    return out
+
+
+def _rename_keys(state: dict, rename: dict) -> dict:
+    """Rename keys ``<old><suffix>`` to ``<new><suffix>`` for ``old -> new`` in rename."""
+    olds = sorted(rename, key=len, reverse=True)
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, dict):  # master_weights: {param name: tensor}
+            out[k] = _rename_keys(v, rename)
+            continue
+        for old in olds:
+            if k == old or k.startswith(old + "_"):
+                k = rename[old] + k[len(old):]
+                break
+        out[k] = v
+    return out
+
+
+def portable_optimizer_state(opt, nets: dict) -> dict:
+    return _rename_keys(opt.state_dict(), {k: "@" + v for k, v in _param_names(nets).items()})
+
+
+def load_portable_optimizer_state(opt, state: dict, nets: dict) -> None:
+    back = {"@" + v: k for k, v in _param_names(nets).items()}
+    opt.set_state_dict(_rename_keys(state, back))

@@ -58,6 +58,7 @@ def read_class_summaries(jobs) -> dict:
 
 def write_summary(path, data: dict) -> Path:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps({"written": time.strftime("%Y-%m-%d %H:%M:%S"), **data},
                               indent=1, default=str))

@@ -17,7 +17,8 @@ from ..data import SRDataset
 from ..losses import content_loss, d_loss, g_adv_loss
 from .batches import batch_stream
 from .builders import build_networks, build_optimizers
-from .checkpoint import BEST, LATEST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
+                         portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
 from .monitor import Monitor, side_by_side
 from .steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
 from .validate import load_pairs, upscale, val_pairs, validate_generator
@@ -70,7 +71,7 @@ def _checkpoint_state(nets, opts, progress: Progress, job: ClassJob) -> dict:
         if net is not None:
             state[k] = net.state_dict()
     for k, (opt, sched) in opts.items():
-        state[f"opt_{k}"] = opt.state_dict()
+        state[f"opt_{k}"] = portable_optimizer_state(opt, nets)
         state[f"sched_{k}"] = sched.state_dict()
     return state
 
@@ -86,7 +87,7 @@ def _restore(state: dict, nets, opts, job: ClassJob) -> Progress:
             net.set_state_dict(state[k])
     for k, (opt, sched) in opts.items():
         if f"opt_{k}" in state:
-            opt.set_state_dict(state[f"opt_{k}"])
+            load_portable_optimizer_state(opt, state[f"opt_{k}"], nets)
             sched.set_state_dict(state[f"sched_{k}"])
     set_rng_state(state.get("rng"))
     return Progress(**state["progress"])
@@ -164,7 +165,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from")
 
     mon = Monitor(job.name, job.dir / "log.txt", job.vdl_dir, total, progress.step,
-                  progress=cfg.log.progress)
+                  progress=cfg.log.progress and console, console=console)
     try:
         if progress.step:
             mon.info(f"resumed from {latest} at step {progress.step}/{total} "

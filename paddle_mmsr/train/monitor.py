@@ -31,9 +31,9 @@ def class_logger(name: str, log_file, console: bool = True) -> logging.Logger:
 
 class Monitor:
     def __init__(self, name: str, log_file, vdl_dir, total: int, start: int,
-                 progress: bool = True):
+                 progress: bool = True, console: bool = True):
         from visualdl import LogWriter
-        self.log = class_logger(name, log_file)
+        self.log = class_logger(name, log_file, console)
         self.writer = LogWriter(logdir=str(vdl_dir))
         self.bar = None
         if progress:

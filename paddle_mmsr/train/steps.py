@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import paddle
 import paddle.nn.functional as F
+from paddle.utils import unique_name
 
 
 @dataclass
@@ -28,13 +29,21 @@ def _cast(amp: bool):
     return paddle.amp.auto_cast(enable=True) if amp else nullcontext()
 
 
+def _f32(x):
+    return x if x.dtype == paddle.float32 else x.astype("float32")
+
+
 def _update(loss, opt, scaler) -> None:
+    # A fresh name generator: accumulator names end in _0 whichever optimisers
+    # ran before in this process, so checkpointed optimiser states load back.
     if scaler is None:
         loss.backward()
-        opt.step()
+        with unique_name.guard():
+            opt.step()
     else:
         scaler.scale(loss).backward()
-        scaler.step(opt)
+        with unique_name.guard():
+            scaler.step(opt)
         scaler.update()
     opt.clear_grad()
 
@@ -48,7 +57,7 @@ def pretrain_step(g, opt, lr, hr, loss_fn, scaler=None) -> dict:
     """Phase 1: G on the pixel loss alone."""
     with _cast(scaler is not None):
         sr = g(lr)
-    loss = loss_fn(sr.astype("float32"), hr)
+    loss = loss_fn(_f32(sr), hr)
     _update(loss, opt, scaler)
     return {"g_pixel": loss.detach()}
 
@@ -66,13 +75,13 @@ def adversarial_step(g, d, opt_g, opt_d, lr, hr, content_fn, adv_fn, d_loss_fn,
     with _cast(g_scaler is not None):
         sr = g(lr)
         fake_logits = d(sr)
-    sr32 = sr.astype("float32")
+    sr32 = _f32(sr)
     out = {}
     total = 0.0
     if weights.content:
         out["g_content"] = content_fn(sr32, hr)
         total = total + weights.content * out["g_content"]
-    out["g_adv"] = adv_fn(fake_logits.astype("float32"))
+    out["g_adv"] = adv_fn(_f32(fake_logits))
     total = total + weights.adv * out["g_adv"]
     if weights.pixel and pixel_fn is not None:
         out["g_pixel"] = pixel_fn(sr32, hr)
@@ -88,8 +97,7 @@ def adversarial_step(g, d, opt_g, opt_d, lr, hr, content_fn, adv_fn, d_loss_fn,
     for fake, real in batches:
         with _cast(d_scaler is not None):
             real_logits, fake_logits = d(real), d(fake)
-        d_real, d_fake, d_total = d_loss_fn(real_logits.astype("float32"),
-                                            fake_logits.astype("float32"))
+        d_real, d_fake, d_total = d_loss_fn(_f32(real_logits), _f32(fake_logits))
         _update(d_total, opt_d, d_scaler)
     out.update(d_real=d_real, d_fake=d_fake, d_total=d_total)
     return {k: v.detach() for k, v in out.items()}

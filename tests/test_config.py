@@ -1,0 +1,104 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from paddle_mmsr.config import ConfigError, apply_overrides, load_config, parse_config
+from paddle_mmsr.train.batches import batch_indices
+from paddle_mmsr.train.placement import classes_for_rank, rank_info
+
+MINIMAL = {"data": {"sources": ["some/folder"]}}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.classes and cfg.output_dir.name == cfg.name
+
+
+def test_paper_config_defaults():
+    cfg = load_config(ROOT / "configs/mmsr_x4.yaml")
+    assert [c.spec for c in cfg.classes] == ["4-6", "8-6", "16-8"]
+    assert cfg.loss.adv_weight == pytest.approx(1e-3) and cfg.loss.vgg_layer == "conv5_4"
+    assert cfg.optim.generator.lr == pytest.approx(1e-4)
+    assert (cfg.optim.generator.beta1, cfg.optim.generator.beta2) == (0.9, 0.999)
+    assert cfg.train.d_updates == 1
+    assert cfg.generator_options(0)["form"] == "srgan"
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.crp'.*did you mean 'crop'"):
+        parse_config({"data": {"crp": 96, "sources": ["x"]}})
+    with pytest.raises(ConfigError, match=r"'trian'.*did you mean 'train'"):
+        parse_config({**MINIMAL, "trian": {}})
+    with pytest.raises(ConfigError, match=r"classes\.0\.generator\.chanels.*'channels'"):
+        parse_config({**MINIMAL, "classes": [{"spec": "4-6", "generator": {"chanels": 8}}]})
+
+
+def test_types_and_choices_are_checked():
+    with pytest.raises(ConfigError, match="train.pretrain_iters: expected an integer"):
+        parse_config({**MINIMAL, "train": {"pretrain_iters": "many"}})
+    with pytest.raises(ConfigError, match="did you mean 'fast'"):
+        parse_config({**MINIMAL, "model": {"generator": {"form": "fats"}}})
+    with pytest.raises(ConfigError, match="not a multiple of scale"):
+        parse_config({"data": {"sources": ["x"], "crop": 90}})
+    with pytest.raises(ConfigError, match="spec"):
+        parse_config({**MINIMAL, "classes": [{"spec": "16x8"}]})
+    with pytest.raises(ConfigError, match="data.split"):
+        parse_config({})
+    cfg = parse_config({**MINIMAL, "optim": {"pretrain": {"lr": "2e-4"}}})  # YAML reads 2e-4 as str
+    assert cfg.optim.pretrain.lr == pytest.approx(2e-4)
+
+
+def test_overrides():
+    raw = {**MINIMAL, "classes": [{"spec": "4-6"}, {"spec": "8-6"}],
+           "tvat": {"bounds": [2.0]}}
+    raw["classes"][0]["sources"] = ["a"]
+    raw["classes"][1]["sources"] = ["b"]
+    cfg = parse_config(raw, ["train.pretrain_iters=7", "classes.1.spec=2-2",
+                             "optim.pretrain.milestones=[3, 5]", "loss.pixel=l1",
+                             "classes.0.generator.channels=16", "val.dir=null"])
+    assert cfg.train.pretrain_iters == 7 and cfg.classes[1].spec == "2-2"
+    assert cfg.optim.pretrain.milestones == [3, 5] and cfg.loss.pixel == "l1"
+    assert cfg.generator_options(0)["channels"] == 16 and cfg.generator_options(1)["channels"] == 64
+    assert raw["classes"][1]["spec"] == "8-6"  # the input is not modified
+    with pytest.raises(ConfigError, match="did you mean 'pretrain_iters'"):
+        parse_config(raw, ["train.pretrain_iter=7"])
+    with pytest.raises(ConfigError, match="not an index"):
+        apply_overrides(raw, ["classes.5.spec=4-6"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides(raw, ["train.pretrain_iters"])
+
+
+def test_cli_refuses_a_mistyped_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({**MINIMAL, "checkpiont": {"every": 5}}))
+    r = subprocess.run([sys.executable, str(ROOT / "tools/train.py"), "-c", str(p), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "did you mean 'checkpoint'" in r.stderr
+
+
+def test_placement_round_robin():
+    assert classes_for_rank(3, 0, 3) == [0] and classes_for_rank(3, 2, 3) == [2]
+    assert classes_for_rank(3, 0, 2) == [0, 2] and classes_for_rank(3, 1, 2) == [1]
+    assert classes_for_rank(3, 0, 1) == [0, 1, 2]
+    assert classes_for_rank(3, 3, 4) == []  # extra rank: idle
+    env = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "3", "PADDLE_LOCAL_RANK": "1",
+           "PADDLE_TRAINER_ENDPOINTS": "127.0.0.1:1,127.0.0.1:2", "PADDLE_MASTER": "x:3"}
+    info = rank_info(env)
+    assert (info.rank, info.world_size, info.launched) == (1, 3, True)
+    assert rank_info({**env, "PADDLE_TRAINER_ID": "0"}).run_id == info.run_id
+    assert not rank_info({}).launched
+
+
+def test_batch_indices_are_resumable_permutations():
+    n, bs = 7, 3
+    flat = [k for b in range(7) for k in batch_indices(b, bs, n, seed=1)]
+    for e in range(3):  # every epoch is a permutation of the dataset
+        assert sorted(k % n for k in flat[e * n:(e + 1) * n]) == list(range(n))
+        assert all(k // n == e for k in flat[e * n:(e + 1) * n])
+    assert batch_indices(5, bs, n, seed=1) == flat[15:18]
+    assert batch_indices(5, bs, n, seed=2) != flat[15:18]

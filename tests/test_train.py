@@ -1,0 +1,227 @@
+"""Training engine on CPU with tiny models on real photos (scikit-image)."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+
+TOOL = str(ROOT / "tools/train.py")
+VGG_CACHE = Path.home() / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams"
+
+
+def vgg_weights() -> str:
+    """Real VGG19 weights when converted on this machine, else (loudly) random."""
+    return str(VGG_CACHE) if VGG_CACHE.is_file() else "random"
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory, photos):
+    """A 3-class TVAT split of real photos and a 2-image validation folder."""
+    from paddle_mmsr.imageio import write_image
+    from paddle_mmsr.resize import imresize
+    from paddle_mmsr.split import split_folder
+    root = tmp_path_factory.mktemp("train_data")
+    for n in ("astronaut", "coffee", "chelsea", "rocket"):
+        write_image(root / "hr" / f"{n}.png", photos[n][:192, :192])
+    split_folder(root / "hr", root / "split", scale=4, sub_size=64, step=64, n_calibrate=3)
+    for n, (y, x) in (("coffee", (200, 300)), ("chelsea", (100, 200))):
+        hr = np.ascontiguousarray(photos[n][y:y + 64, x:x + 64])
+        write_image(root / "val" / "HR" / f"{n}.png", hr)
+        write_image(root / "val" / "LR_bicubic_X4" / f"{n}x4.png",
+                    imresize(hr, output_shape=(16, 16)))
+    return root
+
+
+def tiny_config(root: Path, out: Path, pretrain=3, adversarial=2, **sections) -> dict:
+    cfg = {
+        "name": "tiny", "output": str(out), "scale": 4, "device": "cpu", "seed": 3,
+        "data": {"split": str(root / "split"), "crop": 32, "batch_size": 2},
+        "model": {"generator": {"channels": 8, "form": "fast", "head_kernel": 3,
+                                "tail_kernel": 3}, "discriminator_channels": 8},
+        "classes": [{"spec": "1-2"}, {"spec": "1-2"}, {"spec": "2-2"}],
+        "train": {"pretrain_iters": pretrain, "adversarial_iters": adversarial},
+        "optim": {"pretrain": {"lr": 1e-3, "milestones": [2], "gamma": 0.5}},
+        "loss": {"vgg_layer": "relu2_2", "vgg_weights": vgg_weights()},
+        "val": {"dir": str(root / "val"), "every": 2, "backend": "dygraph"},
+        "log": {"every": 1, "images_every": 2, "histograms_every": 3, "progress": False},
+        "checkpoint": {"every": 2, "minutes": 0},
+    }
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def read_scalars(vdl_dir: Path, tag: str) -> list:
+    from visualdl import LogReader
+    steps = []
+    for f in sorted(vdl_dir.glob("vdlrecords.*.log")):
+        reader = LogReader(file_path=str(f))
+        if tag in reader.get_tags().get("scalar", []):
+            steps += [(r.id, r.value) for r in reader.get_data("scalar", tag)]
+    return steps
+
+
+def ckpt_step(path: Path) -> int:
+    from paddle_mmsr.train.checkpoint import load_checkpoint
+    return load_checkpoint(path)["progress"]["step"]
+
+
+# ---------------------------------------------------------------- tests
+def test_full_run_single_process(tmp_path, train_data):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(train_data, out,
+                                                        train={"ema_decay": 0.9}))
+    r = subprocess.run([sys.executable, TOOL, "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for i in range(3):
+        d = out / f"class{i}"
+        assert (d / "latest.pdckpt").exists() and (d / "best.pdckpt").exists()
+        assert (d / "g_final.pdparams").exists() and (d / "log.txt").exists()
+        assert ckpt_step(d / "latest.pdckpt") == 5
+        s = json.loads((d / "summary.json").read_text())
+        assert s["phases"]["pretrain"]["iterations"] == 3
+        assert s["phases"]["adversarial"]["iterations"] == 2
+        assert s["phases"]["adversarial"]["samples_per_s"] > 0 and s["last_val"]["psnr"] > 15
+        steps = [st for st, _ in read_scalars(out / "vdl" / f"class{i}", "loss/d_total")]
+        assert steps == sorted(steps) and steps[-1] == 5
+        g_steps = [st for st, _ in read_scalars(out / "vdl" / f"class{i}", "loss/g_pixel")]
+        assert g_steps == [1, 2, 3]
+        assert read_scalars(out / "vdl" / f"class{i}", "val/psnr")
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["status"] for c in summary["classes"]] == ["done"] * 3
+    assert summary["routed_val"]["psnr"] > 15
+    from paddle_mmsr.bundle import load_bundle
+    from paddle_mmsr.reconstruct import MMSR
+    b = load_bundle(out / "bundle")
+    assert [c.spec for c in b.classes] == ["1-2", "1-2", "2-2"]
+    assert b.tvat.bounds == yaml.safe_load((train_data / "split/split.yaml").read_text()
+                                           )["tvat"]["bounds"]
+    assert b.classes[0].generator["form"] == "fast"
+    lr = (np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)
+    assert MMSR.load(out / "bundle", backend="dygraph").upscale(lr).shape == (80, 96, 3)
+    if vgg_weights() == "random":
+        assert "UNTRAINED VGG19" in r.stdout
+
+
+def _train_in_process(cfg_dict, class_id=0, resume="auto", stop=lambda: False):
+    import paddle
+    from paddle_mmsr.config import parse_config
+    from paddle_mmsr.train.builders import load_vgg
+    from paddle_mmsr.train.loop import train_class
+    from paddle_mmsr.train.run import resolve_jobs
+    paddle.set_device("cpu")
+    cfg = parse_config(cfg_dict)
+    jobs, _, _ = resolve_jobs(cfg)
+    vgg = load_vgg(cfg.loss, log=lambda m: None) if cfg.train.adversarial_iters else None
+    return train_class(cfg, jobs[class_id], vgg=vgg, resume=resume, stop=stop, console=False)
+
+
+def test_resume_continues_exactly(tmp_path, train_data):
+    """Stopped mid phase 2 and resumed == uninterrupted: same weights, step, lr, batches."""
+    import paddle
+    ref = tiny_config(train_data, tmp_path / "ref", pretrain=3, adversarial=3)
+    _train_in_process(ref)
+    part = tiny_config(train_data, tmp_path / "part", pretrain=3, adversarial=3)
+    calls = {"n": 0}
+
+    def stop_after_four():
+        calls["n"] += 1
+        return calls["n"] > 4  # checked before each step: stops at step 4
+
+    from paddle_mmsr.train.loop import Interrupted
+    with pytest.raises(Interrupted):
+        _train_in_process(part, stop=stop_after_four)
+    assert ckpt_step(tmp_path / "part/class0/latest.pdckpt") == 4
+    _train_in_process(part, resume="require")
+    a = paddle.load(str(tmp_path / "ref/class0/g_final.pdparams"))
+    b = paddle.load(str(tmp_path / "part/class0/g_final.pdparams"))
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    from paddle_mmsr.train.checkpoint import load_checkpoint
+    sa = load_checkpoint(tmp_path / "ref/class0/latest.pdckpt")
+    sb = load_checkpoint(tmp_path / "part/class0/latest.pdckpt")
+    assert sa["progress"]["batches"] == sb["progress"]["batches"] == 6
+    assert sa["sched_pretrain"]["last_lr"] == sb["sched_pretrain"]["last_lr"] == pytest.approx(5e-4)
+    log = (tmp_path / "part/class0/log.txt").read_text()
+    assert "resumed from" in log and "at step 4/6" in log
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_data, monkeypatch):
+    import paddle
+    from paddle_mmsr.train import loop
+    real = loop.pretrain_step
+    n = {"steps": 0}
+
+    def poisoned(*args, **kw):
+        n["steps"] += 1
+        out = real(*args, **kw)
+        if n["steps"] >= 5:
+            out["g_pixel"] = paddle.to_tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(loop, "pretrain_step", poisoned)
+    cfg = tiny_config(train_data, tmp_path / "out", pretrain=8, adversarial=0,
+                      val={"dir": None}, log={"every": 3}, checkpoint={"every": 4})
+    with pytest.raises(loop.NonFiniteLoss, match=r"non-finite loss.*g_pixel.*step 4\)"):
+        _train_in_process(cfg)
+    assert ckpt_step(tmp_path / "out/class0/latest.pdckpt") == 4
+    assert "non-finite" in (tmp_path / "out/class0/log.txt").read_text()
+
+
+def test_sigkill_then_auto_resume(tmp_path, train_data):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(
+        train_data, out, pretrain=400, adversarial=0, classes=[{"spec": "1-2"}],
+        data={"split": None, "sources": [str(train_data / "split/class0.tsv")]},
+        val={"dir": None}, checkpoint={"every": 3}, log={"every": 5}))
+    proc = subprocess.Popen([sys.executable, TOOL, "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = out / "class0/latest.pdckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.exists() and ckpt_step(latest) >= 9):
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no chance to save
+    proc.wait()
+    step = ckpt_step(latest)
+    assert 9 <= step < 400
+    r = subprocess.run([sys.executable, TOOL, "-c", str(cfg),
+                        "-o", f"train.pretrain_iters={step + 4}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resumed from {latest} at step {step}/" in r.stdout
+    assert ckpt_step(latest) == step + 4
+    assert (out / "bundle/manifest.yaml").exists()
+
+
+def test_missing_vgg_weights_fail_before_training(tmp_path, train_data):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(
+        train_data, out, loss={"vgg_weights": str(tmp_path / "no_vgg.pdparams")}))
+    r = subprocess.run([sys.executable, TOOL, "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "VGG19 weights" in r.stderr and "get_vgg19.py" in r.stderr
+    assert not (out / "class0").exists()
+
+
+def test_assemble_only_refuses_unfinished_classes(tmp_path, train_data):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(train_data, tmp_path / "out"))
+    r = subprocess.run([sys.executable, TOOL, "-c", str(cfg), "--assemble"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "bundle NOT assembled" in r.stdout
+    s = json.loads((tmp_path / "out/summary.json").read_text())
+    assert [c["status"] for c in s["classes"]] == ["missing"] * 3
+    assert os.path.exists(tmp_path / "out/summary.json")
