@@ -63,7 +63,8 @@ class DygraphRunner:
 
 
 class PredictorRunner:
-    """A Paddle Inference predictor; concurrent callers get clones (shared weights)."""
+    """Paddle Inference predictors: each serves one call at a time; concurrent
+    callers get clones (sharing weights) of a template that never runs."""
     name = "inference"
 
     def __init__(self, model_file, params_file, device: str = "cpu", threads: int | None = None,
@@ -86,17 +87,17 @@ class PredictorRunner:
             cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
             cfg.set_cpu_math_library_num_threads(threads or default_threads())
         cfg.disable_glog_info()
-        self._base = pi.create_predictor(cfg)
+        self._template = pi.create_predictor(cfg)
         self._idle = queue.SimpleQueue()
-        self._idle.put(self._base)
         self._clone_lock = threading.Lock()
+        self._idle.put(self._template.clone())
 
     def _take(self):
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             with self._clone_lock:
-                return self._base.clone()
+                return self._template.clone()
 
     def run(self, x: np.ndarray) -> np.ndarray:
         pred = self._take()

@@ -94,12 +94,15 @@ class MMSR:
     """A loaded bundle, ready to upscale. Options are fixed; images are not kept."""
 
     def __init__(self, bundle, backend: str = "auto", device: str = "cpu",
-                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, batch_size: int = 4,
+                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 batch_size: int | None = None,
                  threads: int | None = None, cache_dir=None, tensorrt: bool = False):
         TileGrid(tile, tile, tile, overlap).xs  # validates tile / overlap
         self.bundle = bundle
-        self.backend, self.device, self.threads, self.cache_dir = backend, device, threads, cache_dir
-        self.tensorrt = tensorrt
+        self.backend, self.device, self.threads = backend, device, threads
+        self.cache_dir, self.tensorrt = cache_dir, tensorrt
+        if batch_size is None:  # CPU: batches > 1 are no faster and each new shape costs memory
+            batch_size = 4 if device == "gpu" else 1
         self.tile, self.overlap, self.batch_size = int(tile), int(overlap), max(1, int(batch_size))
         self._runners = {}
         self._lock = threading.Lock()

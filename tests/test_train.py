@@ -157,6 +157,10 @@ def test_resume_continues_exactly(tmp_path, train_data):
     assert sa["sched_pretrain"]["last_lr"] == sb["sched_pretrain"]["last_lr"] == pytest.approx(5e-4)
     log = (tmp_path / "part/class0/log.txt").read_text()
     assert "resumed from" in log and "at step 4/6" in log
+    vdl = tmp_path / "part/vdl/class0"  # the resumed run appends to the same VisualDL file
+    assert len(list(vdl.glob("vdlrecords.*.log"))) == 1
+    assert [s for s, _ in read_scalars(vdl, "loss/g_total")] == [4, 5, 6]
+    assert [s for s, _ in read_scalars(vdl, "loss/g_pixel")] == [1, 2, 3]
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_data, monkeypatch):

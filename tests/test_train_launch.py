@@ -66,3 +66,26 @@ def test_fewer_ranks_than_classes(tmp_path, train_data, nproc):  # noqa: F811
     assert "classes [0, 2]" in worker_log(tmp_path, 0)
     assert "classes [1]" in worker_log(tmp_path, 1)
     assert (out / "bundle/manifest.yaml").exists()
+
+
+def test_two_nodes_on_one_machine(tmp_path, train_data):  # noqa: F811
+    """Two launchers with --master/--nnodes 2 form one 4-rank job; rank 3 has no class."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(train_data, out, pretrain=2,
+                                                        adversarial=0, val={"dir": None}))
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "paddle.distributed.launch", "--master", f"127.0.0.1:{port}",
+         "--nnodes", "2", "--nproc_per_node", "2", "--log_dir", str(tmp_path / f"node{n}"),
+         str(ROOT / "tools/train.py"), "-c", str(cfg)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(2)]
+    codes = [p.wait(timeout=300) for p in procs]
+    logs = "\n".join(f.read_text() for f in tmp_path.glob("node*/workerlog.*"))
+    assert codes == [0, 0], logs[-3000:]
+    assert "[rank 3/4] no class to train" in logs
+    for i in range(3):
+        assert f"[rank {i}/4] device cpu, classes [{i}]" in logs
+    assert (out / "bundle/manifest.yaml").exists()

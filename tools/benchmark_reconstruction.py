@@ -125,21 +125,34 @@ def time_routing(sr, photos, repeat=1) -> dict:
     return res
 
 
-def tile_sweep(img, tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6") -> list:
-    """Output MP/s of one mid-size (random) generator per tile size and overlap."""
-    from paddle_mmsr import MMSR
-    bundle = make_random_bundle(tempfile.mkdtemp(prefix="mmsr-sweep-"), specs=(spec,), bounds=[])
+def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", rounds=3,
+               channels=64) -> list:
+    """Tile-size choice for one mid-size (random) generator: network seconds per
+    LR megapixel at each tile size (best of interleaved rounds, so load from
+    other jobs hits every size alike) times the overlap factor (T / (T - O))^2
+    that tiling a large image costs."""
+    from paddle_mmsr.bundle import load_bundle
+    from paddle_mmsr.inference import make_runner
+    bundle = load_bundle(make_random_bundle(tempfile.mkdtemp(prefix="mmsr-sweep-"),
+                                            specs=(spec,), bounds=[], channels=channels).root)
+    runner = make_runner(bundle, bundle.classes[0], "inference")
+    rng = np.random.default_rng(0)
+    xs = {t: rng.random((1, 3, t, t), dtype=np.float32) for t in tiles}
+    best = dict.fromkeys(tiles, float("inf"))
+    for t in tiles:
+        runner.run(xs[t])  # warm-up: oneDNN primitives per shape
+    for _ in range(rounds):
+        for t in tiles:
+            best[t] = min(best[t], _best(lambda: runner.run(xs[t]), 1))
     rows = []
-    for tile in tiles:
+    for t in tiles:
+        per_mpix = best[t] / (t * t / 1e6)
         for ov in overlaps:
-            if ov >= tile // 2:
+            if ov >= t // 2:
                 continue
-            sr = MMSR(bundle, tile=tile, overlap=ov)
-            sr.reconstruct(img[:tile, :tile])  # warm-up for this tile shape
-            r = sr.reconstruct(img)
-            rows.append({"tile": tile, "overlap": ov, "tiles": int(r.classes.size),
-                         "seconds": r.timings["total"],
-                         "mpix_per_s": r.image.shape[0] * r.image.shape[1] / 1e6 / r.timings["total"]})
+            factor = (t / (t - ov)) ** 2
+            rows.append({"tile": t, "overlap": ov, "tile_s": best[t], "s_per_lr_mpix": per_mpix,
+                         "overlap_factor": factor, "s_per_lr_mpix_tiled": per_mpix * factor})
     return rows
 
 
@@ -175,7 +188,8 @@ def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=N
 
 
 def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=None,
-                  flat_bound=None, repeat=1, channels=64, backends=True, log=print) -> dict:
+                  flat_bound=None, repeat=1, channels=64, backends=True, routing=True,
+                  log=print) -> dict:
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
     from paddle_mmsr.bundle import load_bundle
@@ -199,20 +213,22 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
         log(f"G{b['spec']} one {b['tile']}px tile: dygraph {b['dygraph_s']:.2f} s, Paddle "
             f"Inference {b['inference_s']:.2f} s ({b['speedup']:.1f}x, max diff "
             f"{b['max_abs_diff']:.1e})")
-    sr = MMSR(bundle)
-    res["routing"] = r = time_routing(sr, photos, repeat)
-    for k in ("tvat", "single"):
-        v = r[k]
-        log(f"{k:6s}: {v['seconds']:.2f} s, {v['mpix_per_s']:.3f} MP/s out, overhead "
-            f"{100 * v['overhead_share']:.1f}% (tvat {100 * v['tvat_share']:.1f}%, tiling "
-            f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
-            + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
-    log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster")
+    if routing:
+        res["routing"] = r = time_routing(MMSR(bundle), photos, repeat)
+        for k in ("tvat", "single"):
+            v = r[k]
+            log(f"{k:6s}: {v['seconds']:.2f} s, {v['mpix_per_s']:.3f} MP/s out, overhead "
+                f"{100 * v['overhead_share']:.1f}% (tvat {100 * v['tvat_share']:.1f}%, tiling "
+                f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
+                + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
+        log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster")
     if sweep:
-        res["sweep"] = tile_sweep(photos[0][1][:384, :384])
+        res["sweep"] = tile_sweep(channels=channels)
         for row in res["sweep"]:
-            log(f"tile {row['tile']:3d} overlap {row['overlap']:2d}: {row['tiles']:3d} tiles, "
-                f"{row['seconds']:.2f} s, {row['mpix_per_s']:.3f} MP/s")
+            log(f"tile {row['tile']:3d} overlap {row['overlap']:2d}: one tile {row['tile_s']:.2f} s,"
+                " "
+                f"{row['s_per_lr_mpix']:.1f} s/LR-MP x overlap {row['overlap_factor']:.2f} = "
+                f"{row['s_per_lr_mpix_tiled']:.1f} s per LR megapixel")
     if rss_size:
         res["rss"] = m = measure_peak_rss(bundle_dir, rss_size)
         log(f"{m['size']}x{m['size']} LR -> {m['out_shape']}: {m['seconds']:.0f} s, peak RSS "
@@ -232,6 +248,7 @@ def main(argv=None) -> int:
     ap.add_argument("--flat-bound", type=float, help="flat (bicubic) bound of the random bundle")
     ap.add_argument("--channels", type=int, default=64, help="channels of the random bundle")
     ap.add_argument("--no-backends", action="store_true", help="skip dygraph vs inference")
+    ap.add_argument("--no-routing", action="store_true", help="skip routed vs single")
     ap.add_argument("--sweep", action="store_true", help="also time tile sizes / overlaps")
     ap.add_argument("--rss-size", type=int, default=0, help="also measure peak RSS at this LR size")
     ap.add_argument("--repeat", type=int, default=1)
@@ -239,7 +256,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     res = run_benchmark(args.bundle, args.images, args.sweep, args.rss_size, args.bounds,
                         args.flat_bound, args.repeat, args.channels, not args.no_backends,
-                        log=lambda s: print(s, flush=True))
+                        not args.no_routing, log=lambda s: print(s, flush=True))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     return 0

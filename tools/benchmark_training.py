@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def measure_step_speed(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 96,
-                       scale: int = 4, generator: dict | None = None, iters: int = 5,
-                       warmup: int = 2, vgg=None, d_channels: int = 64) -> dict:
-    """Seconds per step of ``phase`` ("pretrain" or "adversarial") for ``spec``."""
+def make_step(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 96,
+              scale: int = 4, generator: dict | None = None, vgg=None, d_channels: int = 64):
+    """A zero-argument function running one training step of ``phase`` for ``spec``
+    on a fixed synthetic batch (data loading excluded) and waiting for the result."""
     import paddle
     import paddle.nn.functional as F
 
@@ -37,31 +37,47 @@ def measure_step_speed(spec: str, phase: str = "pretrain", batch: int = 16, crop
     hr = paddle.rand([batch, 3, crop, crop])
     if phase == "pretrain":
         def step():
-            return pretrain_step(g, opt_g, lr, hr, F.mse_loss)
-    else:
-        if vgg is None:
-            from paddle_mmsr.models.vgg import load_vgg19_features
-            vgg = load_vgg19_features("conv5_4", weights="random")  # speed only
-        d = build_discriminator(spec, base_channels=d_channels)
-        opt_d = paddle.optimizer.Adam(1e-4, parameters=d.parameters())
+            return float(pretrain_step(g, opt_g, lr, hr, F.mse_loss)["g_pixel"])
+        return step
+    if vgg is None:
+        from paddle_mmsr.models.vgg import load_vgg19_features
+        vgg = load_vgg19_features("conv5_4", weights="random")  # same cost as real weights
+    d = build_discriminator(spec, base_channels=d_channels)
+    opt_d = paddle.optimizer.Adam(1e-4, parameters=d.parameters())
 
-        def step():
-            return adversarial_step(g, d, opt_g, opt_d, lr, hr,
-                                    lambda s, t: content_loss(vgg, s, t), g_adv_loss, d_loss,
-                                    AdversarialWeights())
-    times = []
+    def step():
+        out = adversarial_step(g, d, opt_g, opt_d, lr, hr, lambda s, t: content_loss(vgg, s, t),
+                               g_adv_loss, d_loss, AdversarialWeights())
+        return float(out["d_total"])
+    return step
+
+
+def measure_step_speed(specs, phase: str = "pretrain", batch: int = 16, crop: int = 96,
+                       scale: int = 4, generator: dict | None = None, iters: int = 5,
+                       warmup: int = 1, vgg=None) -> list:
+    """Median seconds per step of ``phase`` for each spec. Specs take turns step by
+    step, so a busy machine slows them alike and their ratio stays meaningful."""
+    import paddle
+    steps = {s: make_step(s, phase, batch, crop, scale, generator, vgg) for s in specs}
+    times = {s: [] for s in specs}
+    cpu = {s: [] for s in specs}
     for i in range(warmup + iters):
-        t0 = time.perf_counter()
-        losses = step()
-        float(next(iter(losses.values())))  # wait for the device
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    sec = times[len(times) // 2]
-    return {"spec": spec, "phase": phase, "batch": batch, "crop": crop,
-            "generator": generator or {}, "seconds_per_step": round(sec, 4),
-            "it_per_s": round(1.0 / sec, 4), "samples_per_s": round(batch / sec, 2),
-            "times": [round(t, 4) for t in times], "device": paddle.get_device()}
+        for s in specs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[s]()
+            if i >= warmup:
+                times[s].append(time.perf_counter() - t0)
+                cpu[s].append(time.process_time() - c0)
+    out = []
+    for s in specs:
+        sec = sorted(times[s])[len(times[s]) // 2]
+        cpu_sec = sorted(cpu[s])[len(cpu[s]) // 2]
+        out.append({"spec": s, "phase": phase, "batch": batch, "crop": crop,
+                    "generator": generator or {}, "seconds_per_step": round(sec, 4),
+                    "cpu_seconds_per_step": round(cpu_sec, 4),  # all threads; robust to a busy machine
+                    "it_per_s": round(1.0 / sec, 4), "samples_per_s": round(batch / sec, 2),
+                    "times": [round(t, 4) for t in times[s]], "device": paddle.get_device()})
+    return out
 
 
 def measure_data_speed(source, batch: int = 16, crop: int = 96, scale: int = 4,
@@ -88,10 +104,10 @@ def run_benchmark(specs, phases=("pretrain", "adversarial"), batch=16, crop=96, 
         if phase == "adversarial" and vgg is None:
             from paddle_mmsr.models.vgg import load_vgg19_features
             vgg = load_vgg19_features("conv5_4", weights="random")
-        for spec in specs:
-            r = measure_step_speed(spec, phase, batch, crop, scale, generator, iters, vgg=vgg)
-            log(f"{spec:>6} {phase:<12} {r['seconds_per_step']:8.3f} s/step "
-                f"{r['it_per_s']:7.3f} it/s {r['samples_per_s']:7.2f} samples/s")
+        for r in measure_step_speed(specs, phase, batch, crop, scale, generator, iters, vgg=vgg):
+            log(f"{r['spec']:>6} {phase:<12} {r['seconds_per_step']:8.3f} s/step "
+                f"{r['it_per_s']:7.3f} it/s {r['samples_per_s']:7.2f} samples/s "
+                f"({r['cpu_seconds_per_step']:.2f} CPU-s/step)")
             results.append(r)
     ratios = {}
     for phase in phases:

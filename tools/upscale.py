@@ -32,7 +32,8 @@ def parse_args(argv=None):
                                  "tiles routed by texture (TVAT) to generators of matching size.")
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
-    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
+    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
+                    help="bundle folder (default: %(default)s)")
     ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
@@ -47,7 +48,8 @@ def parse_args(argv=None):
     ap.add_argument("--format", choices=("png", "jpg", "same"), default="png",
                     help="output format; same = the input's (png when not writable)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    ap.add_argument("--batch", type=int, default=4, help="tiles per network call")
+    ap.add_argument("--batch", type=int,
+                    help="tiles per network call (default: 1 on CPU, 4 on GPU)")
     ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bars (also off when stderr is not a terminal)")
@@ -204,7 +206,8 @@ def main(argv=None) -> int:
             return 2
     from paddle_mmsr.imageio import ImageReadError
     file_bar = tqdm(total=len(steps), desc="files", unit="file", disable=not bars, file=sys.stderr)
-    tile_bar = tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr) if bars else None
+    tile_bar = (tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr)
+                if bars else None)
     for path, out, map_file, problem in steps:
         file_bar.update(1)
         if problem is not None:

@@ -34,7 +34,10 @@ class Monitor:
                  progress: bool = True, console: bool = True):
         from visualdl import LogWriter
         self.log = class_logger(name, log_file, console)
-        self.writer = LogWriter(logdir=str(vdl_dir))
+        # VisualDL shows one file per run folder: a resumed run appends to it
+        earlier = sorted(Path(vdl_dir).glob("vdlrecords.*.log")) if start > 0 else []
+        self.writer = LogWriter(logdir=str(vdl_dir),
+                                file_name=earlier[-1].name if earlier else "")
         self.bar = None
         if progress:
             from tqdm import tqdm

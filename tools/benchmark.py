@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""MMSR against the single 16-8 model: quality, speed and training cost.
+
+    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr \
+        --single pretrained/srgan_16-8_x4_psnr \
+        --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
+        --train-summary RUN_DIR/summary.json [--train-summary ...] \
+        --out docs/benchmark.md --plot docs/benchmark.png
+
+Methods, run on the same images in one process: bicubic; the single model on
+the whole image (one tile); the single model tiled; MMSR routed. Columns:
+PSNR-Y, SSIM-Y, NIQE, seconds per image, output megapixels/s, routing share.
+All networks run through Paddle Inference (oneDNN), exported before timing.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from paddle_mmsr.evaluate import evaluate_dir  # noqa: E402
+from paddle_mmsr.resize import imresize  # noqa: E402
+
+
+def timed(fn, log: list):
+    """Wrap an upscaler: record (seconds, output megapixels, shares) per call."""
+    def run(lr):
+        t = time.perf_counter()
+        out, shares = fn(lr)
+        log.append((time.perf_counter() - t, out.shape[0] * out.shape[1] / 1e6, shares))
+        return out
+    return run
+
+
+def methods(mmsr_dir, single_dir, backend):
+    from paddle_mmsr import MMSR
+    out = {"bicubic": lambda lr: (imresize(lr, 4), {})}
+    if single_dir:
+        single = MMSR.load(single_dir, backend=backend)
+        single.prepare("tvat")
+
+        def whole(lr):
+            r = single.reconstruct(lr, tile=max(lr.shape[:2]), overlap=0)
+            return r.image, {}
+        out["single 16-8, whole image"] = whole
+        out["single 16-8, tiled"] = lambda lr: (single.upscale(lr), {})
+    if mmsr_dir:
+        mm = MMSR.load(mmsr_dir, backend=backend)
+        mm.prepare("tvat")
+
+        def routed(lr):
+            r = mm.reconstruct(lr)
+            return r.image, {mm.label(k): v for k, v in r.shares().items()}
+        out["MMSR routed"] = routed
+    return out
+
+
+def quality_table(data_dirs, fns, niqe=True):
+    rows = []
+    for d in data_dirs:
+        for name, fn in fns.items():
+            log = []
+            res = evaluate_dir(d, timed(fn, log), scale=4, niqe=niqe, progress=False)
+            secs = sum(t for t, _, _ in log)
+            mp = sum(m for _, m, _ in log)
+            shares = {}
+            for _, _, s in log:
+                for k, v in s.items():
+                    shares[k] = shares.get(k, 0) + v / len(log)
+            rows.append({"data": Path(d).name, "method": name, **res["mean"],
+                         "sec_per_image": secs / len(log), "mp_per_s": mp / secs,
+                         "shares": shares})
+            print(f"{Path(d).name:6} {name:28} PSNR {res['mean']['psnr']:.2f} "
+                  f"SSIM {res['mean']['ssim']:.4f} {secs / len(log):.2f} s/img", flush=True)
+    return rows
+
+
+def training_table(summaries):
+    """One row per trained class, plus the sum and max of each run's training time."""
+    rows, runs = [], []
+    for path in summaries:
+        s = json.loads(Path(path).read_text())
+        name = s.get("name", Path(path).parent.name)
+        for c in s.get("classes", []):
+            pre = (c.get("phases") or {}).get("pretrain") or {}
+            rows.append({"run": name, "class": c.get("class"), "spec": c.get("spec"),
+                         "iters": c.get("steps"), "seconds": c.get("train_seconds"),
+                         "samples_per_s": pre.get("samples_per_s"),
+                         "best_psnr": (c.get("best_val") or {}).get("psnr")})
+        runs.append({"run": name, "sum": s.get("train_seconds_sum"), "max": s.get("train_seconds_max"),
+                     "routed_psnr": (s.get("routed_val") or {}).get("psnr")})
+    return rows, runs
+
+
+def markdown(qrows, trows, command):
+    lines = ["# Benchmark: MMSR vs the single 16-8 model", "",
+             f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, on this project's CI-class "
+             "machine: 2 CPU cores, no GPU, Paddle Inference with oneDNN.", "",
+             "## Reconstruction (x4, PSNR/SSIM on Y, border 4)", "",
+             "| data | method | PSNR-Y | SSIM-Y | NIQE | s / image | MP/s | routing share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in qrows:
+        share = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items())) or "-"
+        niqe = f"{r['niqe']:.2f}" if "niqe" in r else "-"
+        lines.append(f"| {r['data']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                     f"{niqe} | {r['sec_per_image']:.2f} | {r['mp_per_s']:.2f} | {share} |")
+    trows, truns = trows
+    if trows:
+        lines += ["", "## Training (from the runs' summary.json)", "",
+                  "| run | class | spec | iterations | train s | samples/s | best val PSNR-Y |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in trows:
+            cells = [r["run"], r["class"], r["spec"], r["iters"], _num(r["seconds"], 0),
+                     _num(r["samples_per_s"], 1), _num(r["best_psnr"], 2)]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines += ["", "| run | sum of class times (one device, in turn) s | max (one device per class) s |",
+                  "|---|---|---|"]
+        lines += [f"| {r['run']} | {_num(r['sum'], 0)} | {_num(r['max'], 0)} |" for r in truns]
+    return "\n".join(lines) + "\n"
+
+
+def _num(v, digits):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def plot(qrows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len({r["data"] for r in qrows}), figsize=(10, 4), squeeze=False)
+    for ax, data in zip(axes[0], sorted({r["data"] for r in qrows})):
+        for r in (r for r in qrows if r["data"] == data):
+            ax.scatter(r["sec_per_image"], r["psnr"], s=50)
+            ax.annotate(r["method"], (r["sec_per_image"], r["psnr"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per image (2 CPU cores)")
+        ax.set_ylabel("PSNR-Y (dB)")
+        ax.set_title(data)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mmsr", help="MMSR bundle folder")
+    p.add_argument("--single", help="single-model (16-8) bundle folder")
+    p.add_argument("--data", nargs="+", required=True, help="folders with HR/ (and LR_bicubic_X4/)")
+    p.add_argument("--train-summary", nargs="*", default=[], help="summary.json of training runs")
+    p.add_argument("--backend", default="inference", choices=["inference", "dygraph", "auto"])
+    p.add_argument("--no-niqe", action="store_true")
+    p.add_argument("--out", help="write the Markdown report here")
+    p.add_argument("--plot", help="write a quality-vs-time PNG here")
+    p.add_argument("--json", help="write the raw rows here")
+    a = p.parse_args(argv)
+    for d in a.data:
+        if not Path(d, "HR").is_dir():
+            p.error(f"{d}: no HR/ folder")
+    qrows = quality_table(a.data, methods(a.mmsr, a.single, a.backend), niqe=not a.no_niqe)
+    trows = training_table(a.train_summary)
+    report = markdown(qrows, trows, "python tools/benchmark.py " + " ".join(argv or sys.argv[1:]))
+    print(report)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(report)
+    if a.plot:
+        plot(qrows, a.plot)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"quality": qrows, "training": trows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
