@@ -97,10 +97,26 @@ def time_backends(bundle, tile=128, repeat=2) -> dict:
     return res
 
 
+def time_classes(sr, tile=128, rounds=3) -> dict:
+    """Seconds per tile for each class's runner, best of interleaved rounds
+    (so load from other jobs hits every class alike)."""
+    x = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
+    runners = {c.id: sr.runner(c.id) for c in sr.bundle.classes}
+    for r in runners.values():
+        r.run(x)  # warm-up
+    best = dict.fromkeys(runners, float("inf"))
+    for _ in range(rounds):
+        for cid, r in runners.items():
+            best[cid] = min(best[cid], _best(lambda: r.run(x), 1))
+    return best
+
+
 def time_routing(sr, photos, repeat=1) -> dict:
-    """Routed (tvat) vs the largest model everywhere (single), same photos."""
+    """Routed (tvat) vs the largest model everywhere (single), same photos:
+    measured end to end, and estimated from per-class tile times and the
+    routing shares (robust to load changes between the two runs)."""
     sr.prepare("tvat")
-    res = {}
+    res = {"tile_s": time_classes(sr)}
     for routing in ("tvat", "single"):
         total, mpix, parts, counts = 0.0, 0.0, {}, {}
         for _, img in photos:
@@ -120,8 +136,12 @@ def time_routing(sr, photos, repeat=1) -> dict:
                         "overhead_share": (parts["tvat"] + parts["tiling"]) / total,
                         "tvat_share": parts["tvat"] / total,
                         "tiling_share": parts["tiling"] / total,
-                        "tiles": n, "share": {sr.label(c): counts[c] / n for c in sorted(counts)}}
+                        "tiles": n, "counts": counts,
+                        "share": {sr.label(c): counts[c] / n for c in sorted(counts)}}
     res["speedup_routed_vs_single"] = res["single"]["seconds"] / res["tvat"]["seconds"]
+    cost = {k: sum(res["tile_s"].get(c, 0.0) * m for c, m in res[k]["counts"].items())
+            for k in ("tvat", "single")}
+    res["speedup_estimated"] = cost["single"] / cost["tvat"]
     return res
 
 
@@ -154,6 +174,11 @@ def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", round
             rows.append({"tile": t, "overlap": ov, "tile_s": best[t], "s_per_lr_mpix": per_mpix,
                          "overlap_factor": factor, "s_per_lr_mpix_tiled": per_mpix * factor})
     return rows
+
+
+def bundle_label(bundle, class_id) -> str:
+    from paddle_mmsr.route import class_label
+    return class_label(bundle, class_id)
 
 
 def vm_peak_mib() -> float:
@@ -221,7 +246,11 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
                 f"{100 * v['overhead_share']:.1f}% (tvat {100 * v['tvat_share']:.1f}%, tiling "
                 f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
                 + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
-        log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster")
+        log("one 128px tile (best of 3 interleaved rounds): " + ", ".join(
+            f"{sr_label} {t:.2f} s" for sr_label, t in
+            ((bundle_label(bundle, c), t) for c, t in r["tile_s"].items())))
+        log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster end to end, "
+            f"{r['speedup_estimated']:.2f}x from per-class tile times x routing shares")
     if sweep:
         res["sweep"] = tile_sweep(channels=channels)
         for row in res["sweep"]:

@@ -181,7 +181,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
             val_images = load_pairs(val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images),
                                     cfg.scale)
             mon.info(f"validation: {len(val_images)} images from {cfg.val.dir}")
-        if A > 0 and progress.step < total and vgg is None:
+        if A > 0 and cfg.loss.content_weight > 0 and progress.step < total and vgg is None:
             raise RuntimeError("phase 2 needs the VGG19 loss network (vgg=None)")
         _run_steps(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon, stop)
         g_out = nets["ema"] or nets["g"]

@@ -1,0 +1,28 @@
+"""The shipped bundles load and beat bicubic on photos they were not trained on."""
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from paddle_mmsr import MMSR
+from paddle_mmsr.imageio import read_image
+from paddle_mmsr.metrics import psnr
+from paddle_mmsr.resize import imresize
+
+SHIPPED = ["mmsr_x4_psnr", "srgan_16-8_x4_psnr"]
+
+
+def test_default_bundle_is_shipped():
+    assert (ROOT / "pretrained" / "mmsr_x4_psnr" / "manifest.yaml").exists()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_bundle_beats_bicubic(name, tmp_path):
+    bundle = ROOT / "pretrained" / name
+    if not bundle.exists():
+        pytest.fail(f"{bundle} is missing")
+    sr = MMSR.load(bundle, cache_dir=tmp_path)
+    for photo, (y, x) in [("coffee.png", (60, 200)), ("astronaut.png", (40, 160))]:
+        hr = read_image(ROOT / "examples" / photo)[y:y + 160, x:x + 160]
+        lr = imresize(hr, 1 / 4)
+        gain = psnr(sr.upscale(lr), hr, crop_border=4) - psnr(imresize(lr, 4), hr, crop_border=4)
+        assert gain > 0.4, f"{name} on {photo}: only {gain:.2f} dB above bicubic"
