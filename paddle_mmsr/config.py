@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import json
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -18,8 +16,7 @@ from typing import Optional
 
 import yaml
 
-__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides",
-           "config_to_dict"]
+__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides"]
 
 
 class ConfigError(ValueError):
@@ -292,8 +289,8 @@ def apply_overrides(raw: dict, overrides) -> dict:
                 if last:
                     node[part] = value
                 else:
-                    if node.get(part) is None:
-                        node[part] = [ClassConfig().__dict__] if part == "classes" else {}
+                    if node.get(part) is None:  # a missing list gets one item to address
+                        node[part] = [{}] if parts[i + 1].isdigit() else {}
                     node = node[part]
     return raw
 
@@ -382,11 +379,3 @@ def load_config(path, overrides=None) -> Config:
         return parse_config(raw, overrides)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-def config_to_dict(cfg: Config) -> dict:
-    return asdict(cfg)
-
-
-def config_digest(d: dict) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -239,3 +239,15 @@ def test_extra_rank_idles(tmp_path, train_data, capsys):
     code = run_training(cfg, info=RankInfo(rank=3, world_size=4, run_id="x", launched=True))
     assert code == 0 and "[rank 3/4] no class to train" in capsys.readouterr().out
     assert not (tmp_path / "out/class0").exists()
+
+
+def test_loader_workers_give_the_same_batches(train_data):
+    from paddle_mmsr.data import SRDataset
+    from paddle_mmsr.train.batches import batch_stream
+    ds = SRDataset(train_data / "split/class0.tsv", scale=4, crop=32, seed=5)
+    inline = batch_stream(ds, 4, seed=1, start=3, workers=0)
+    workers = batch_stream(ds, 4, seed=1, start=3, workers=2)
+    for _ in range(2):
+        (la, ha), (lb, hb) = next(inline), next(workers)
+        np.testing.assert_array_equal(la.numpy(), lb.numpy())
+        np.testing.assert_array_equal(ha.numpy(), hb.numpy())

@@ -2,9 +2,11 @@
 
 Prints, in one run on the same images: dygraph vs Paddle Inference time for
 the largest generator on one tile, routed MMSR vs the largest model on every
-tile, TVAT + tiling overhead as a share of the total, output megapixels/s;
-optionally a tile-size sweep and the peak RSS of a large image (in a child
-process, so the figure is that job's own).
+tile (end to end, and estimated from per-class tile times measured in
+interleaved rounds, which other jobs' load cannot skew), TVAT + tiling
+overhead as a share of the total, output megapixels/s; optionally a tile-size
+sweep and the peak RSS of a large image (in a child process, so the figure is
+that job's own).
 
 Without --bundle the generators are full-size but RANDOMLY INITIALISED:
 figures are for timing only (TVAT routing depends on the image, not weights).

@@ -72,5 +72,8 @@ def batch_stream(dataset, batch_size: int, seed: int, start: int = 0, workers: i
     loader = paddle.io.DataLoader(items, batch_sampler=StreamSampler(batch_size, len(dataset),
                                                                       seed, start),
                                   num_workers=workers, return_list=True, prefetch_factor=4)
+    on_gpu = paddle.get_device().startswith("gpu")
     for lr, hr in loader:
+        if on_gpu and not lr.place.is_gpu_place():
+            lr, hr = lr.cuda(), hr.cuda()
         yield lr, hr
