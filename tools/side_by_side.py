@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Side-by-side crops of one photo: LR (nearest), bicubic, each bundle, original.
+
+    python tools/side_by_side.py examples/astronaut.png pretrained/mmsr_x4_psnr pretrained/mmsr_x4_gan -o crop.png
+
+The photo is taken as the original: it is shrunk x4 (MATLAB bicubic), then
+upscaled by each method; the crop is the busiest window unless --crop Y,X.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from paddle_mmsr import MMSR  # noqa: E402
+from paddle_mmsr.evaluate import to_rgb8  # noqa: E402
+from paddle_mmsr.imageio import read_image, write_image  # noqa: E402
+from paddle_mmsr.metrics import psnr  # noqa: E402
+from paddle_mmsr.notebook_utils import busiest_window, crop_to_multiple, nearest_up  # noqa: E402
+from paddle_mmsr.resize import imresize  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photo")
+    p.add_argument("bundles", nargs="+")
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--size", type=int, default=128, help="crop size in output px")
+    p.add_argument("--crop", help="Y,X of the crop's top-left corner (output px)")
+    a = p.parse_args(argv)
+    hr = crop_to_multiple(to_rgb8(read_image(a.photo)), 4)
+    lr = imresize(hr, 1 / 4)
+    panels = {"LR (nearest)": nearest_up(lr, 4), "bicubic": imresize(lr, 4)}
+    for b in a.bundles:
+        panels[Path(b).name] = MMSR.load(b).upscale(lr)
+    panels["original"] = hr
+    y, x = map(int, a.crop.split(",")) if a.crop else busiest_window(hr, a.size)
+    s = a.size
+    tiles = []
+    for name, img in panels.items():
+        im = Image.fromarray(np.ascontiguousarray(img[y:y + s, x:x + s])).resize((2 * s, 2 * s), Image.NEAREST)
+        canvas = Image.new("RGB", (2 * s, 2 * s + 18), "white")
+        canvas.paste(im, (0, 18))
+        label = name if name in ("LR (nearest)", "original") else f"{name} {psnr(img, hr, crop_border=4):.2f} dB"
+        ImageDraw.Draw(canvas).text((3, 3), label, fill="black")
+        tiles.append(np.asarray(canvas))
+    write_image(a.out, np.concatenate(tiles, axis=1))
+    print(f"wrote {a.out} (crop at y={y}, x={x}, {s} px, shown x2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
