@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .degrade import Degradation
-from .imageio import ImageReadError, list_images, read_image
+from .imageio import ImageReadError, list_images, read_image, to_rgb8
 
 try:
     from paddle.io import Dataset
@@ -101,7 +101,7 @@ class SRDataset(Dataset):
                 small.append(p)
                 continue
             if cache:
-                self._cache[p] = _to_rgb8(img)
+                self._cache[p] = to_rgb8(img)
             self.paths.append(p)
         if unreadable:
             warnings.warn(f"skipped {len(unreadable)} unreadable images: " + "; ".join(unreadable))
@@ -123,7 +123,7 @@ class SRDataset(Dataset):
 
     def _image(self, i: int) -> np.ndarray:
         p = self.paths[i % len(self.paths)]
-        return self._cache[p] if p in self._cache else _to_rgb8(read_image(p))
+        return self._cache[p] if p in self._cache else to_rgb8(read_image(p))
 
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
@@ -136,14 +136,6 @@ class SRDataset(Dataset):
         hr = np.ascontiguousarray(hr)
         lr = self.degradation(hr, self.scale, rng)
         return _chw(lr), _chw(hr)
-
-
-def _to_rgb8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return img[:, :, :3]
 
 
 def _peek_shape(path):

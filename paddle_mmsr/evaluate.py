@@ -14,24 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from .imageio import list_images, read_image
+from .imageio import list_images, read_image, to_rgb8
 from .metrics import psnr, ssim
 from .resize import imresize
 
 __all__ = ["evaluate_dir", "find_pairs", "load_pair", "format_result", "bicubic_upscaler"]
-
-
-def to_rgb8(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 gray, RGB or RGBA -> uint8 HxWx3."""
-    if img.dtype == np.uint16:
-        img = np.round(img / 257.0).astype(np.uint8)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.shape[2] in (2, 4):  # drop alpha
-        img = img[:, :, :-1]
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img)
 
 
 def find_pairs(data_dir, scale: int = 4) -> list[tuple[str, Path, Path | None]]:

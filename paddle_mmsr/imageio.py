@@ -105,6 +105,19 @@ def to_rgb_float(img: np.ndarray) -> np.ndarray:
     return a
 
 
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16 gray, RGB or RGBA -> uint8 HxWx3 (16-bit rounded, alpha dropped)."""
+    if img.dtype == np.uint16:
+        img = np.round(img / 257.0).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] in (2, 4):  # drop alpha
+        img = img[:, :, :-1]
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
 def to_uint(a: np.ndarray, dtype=np.uint8) -> np.ndarray:
     """float in [0, 1] -> uint8/uint16 with rounding and clipping."""
     maxv = 65535.0 if dtype == np.uint16 else 255.0

@@ -18,7 +18,7 @@ import yaml
 
 from .data import write_manifest
 from .degrade import Degradation
-from .imageio import ImageReadError, list_images, read_image, write_image
+from .imageio import ImageReadError, list_images, read_image, to_rgb8, write_image
 from .tvat import TVATSettings, calibrate, classify
 
 
@@ -43,14 +43,6 @@ def cut_subimages(img: np.ndarray, size: int, step: int, scale: int):
                 yield y, x, sub[:sh, :sw]
 
 
-def rgb8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
 def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: int = 240,
                  bounds=None, n_calibrate: int | None = None, tvat: TVATSettings | None = None,
                  degradation: Degradation | None = None, progress=None) -> dict:
@@ -72,7 +64,7 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
     rows, skipped = [], []
     for f in (progress(files) if progress else files):
         try:
-            img = rgb8(read_image(f))
+            img = to_rgb8(read_image(f))
         except ImageReadError as e:
             skipped.append(str(e))
             continue

@@ -16,8 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.evaluate import to_rgb8  # noqa: E402
-from paddle_mmsr.imageio import read_image, write_image  # noqa: E402
+from paddle_mmsr.imageio import read_image, to_rgb8, write_image  # noqa: E402
 from paddle_mmsr.metrics import psnr  # noqa: E402
 from paddle_mmsr.notebook_utils import busiest_window, crop_to_multiple, nearest_up  # noqa: E402
 from paddle_mmsr.resize import imresize  # noqa: E402

@@ -118,7 +118,7 @@ class Report:
 def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
     """Upscale one file (and draw its routing map); raises on a bad file."""
     import numpy as np
-    from paddle_mmsr.imageio import read_image, to_rgb_float, to_uint, write_image
+    from paddle_mmsr.imageio import read_image, to_rgb8, write_image
     from paddle_mmsr.route import routing_map
     img = read_image(job)
 
@@ -137,7 +137,7 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         report.tiles[c] = report.tiles.get(c, 0) + 1
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
-        pic = routing_map(to_uint(to_rgb_float(img)), r.grid, r.classes,
+        pic = routing_map(to_rgb8(img), r.grid, r.classes,
                           {c: sr.label(c) for c in ids})
         write_image(map_file, np.asarray(pic))
 
