@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .data import write_manifest
+from .manifest import write_manifest
 from .degrade import Degradation
 from .imageio import ImageReadError, list_images, read_image, to_rgb8, write_image
 from .tvat import TVATSettings, calibrate, classify
