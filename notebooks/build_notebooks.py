@@ -125,7 +125,7 @@ weights against the manifest's checksums.'''),
     ("code", '''\
 from paddle_mmsr import MMSR
 from paddle_mmsr.degrade import Degradation
-from paddle_mmsr.imageio import read_image, to_rgb_float, to_uint, write_image
+from paddle_mmsr.imageio import read_image, to_rgb8, write_image
 from paddle_mmsr.metrics import psnr, ssim
 from paddle_mmsr.notebook_utils import crop_to_multiple, nearest_up, show_image, show_side_by_side
 from paddle_mmsr.resize import imresize
@@ -155,11 +155,6 @@ MATLAB-style bicubic degradation the models were trained on, upscale that LR
 image with bicubic interpolation and with MMSR, and compare both with the
 original. The yellow box marks the zoomed crop.'''),
     ("code", '''\
-def as_rgb8(img):
-    """uint8 HxWx3 view of any image read_image returns (alpha dropped, gray repeated)."""
-    return to_uint(to_rgb_float(img))
-
-
 def limit_size(img, max_side):
     """Centre crop so neither side exceeds max_side (None: unchanged)."""
     if not max_side or max(img.shape[:2]) <= max_side:
@@ -170,7 +165,7 @@ def limit_size(img, max_side):
     return img[y:y + max_side, x:x + max_side]
 
 
-hr = crop_to_multiple(limit_size(as_rgb8(read_image(EXAMPLE)), MAX_SIDE and MAX_SIDE * SCALE), SCALE)
+hr = crop_to_multiple(limit_size(to_rgb8(read_image(EXAMPLE)), MAX_SIDE and MAX_SIDE * SCALE), SCALE)
 lr = Degradation()(hr, SCALE)
 bicubic = imresize(lr, SCALE)
 rec = sr.reconstruct(lr)
@@ -227,7 +222,7 @@ def find_input(path):
 my_path = find_input(MY_IMAGE) if MY_IMAGE else Path("examples/chelsea_lr.png")
 mine = limit_size(read_image(my_path), MAX_SIDE)
 my_rec = sr.reconstruct(mine)
-mine_rgb, my_sr = as_rgb8(mine), as_rgb8(my_rec.image)
+mine_rgb, my_sr = to_rgb8(mine), to_rgb8(my_rec.image)
 print(f"{my_path}: {mine.shape[1]}x{mine.shape[0]} {mine.dtype} -> "
       f"{my_sr.shape[1]}x{my_sr.shape[0]} in {my_rec.timings['total']:.2f} s")
 show_side_by_side({"input (pixels)": nearest_up(mine_rgb, SCALE),
@@ -321,7 +316,7 @@ import zipfile
 
 import yaml
 
-from paddle_mmsr.imageio import list_images, read_image, to_rgb_float, to_uint, write_image
+from paddle_mmsr.imageio import list_images, read_image, to_rgb8, write_image
 from paddle_mmsr.notebook_utils import find_path, plot_vdl_scalars, show_image, tail
 
 WORK = Path(WORK_DIR)
@@ -399,7 +394,7 @@ for f in list_images(TEST_DIR):
         break
     name = f"{f.stem}.png"
     if not (EVAL_SET / "HR" / name).exists():
-        hr = crop_to_multiple(to_uint(to_rgb_float(read_image(f))), SCALE)
+        hr = crop_to_multiple(to_rgb8(read_image(f)), SCALE)
         if min(hr.shape[:2]) < 16 * SCALE:  # too small for SSIM after the border crop
             continue
         write_image(EVAL_SET / f"LR_bicubic_X{SCALE}" / name, Degradation()(hr, SCALE))
