@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """MMSR against the single 16-8 model: quality, speed and training cost.
 
-    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr \
+    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr [pretrained/mmsr_x4_gan] \
         --single pretrained/srgan_16-8_x4_psnr \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
         --train-summary RUN_DIR/summary.json [--train-summary ...] \
         --out docs/benchmark.md --plot docs/benchmark.png
 
 Methods, run on the same images in one process: bicubic; the single model on
-the whole image (one tile); the single model tiled; MMSR routed. Columns:
+the whole image (one tile); the single model tiled; MMSR routed (one row per
+MMSR bundle given). Columns:
 PSNR-Y, SSIM-Y, NIQE, seconds per image, output megapixels/s, routing share.
 All networks run through Paddle Inference (oneDNN), exported before timing.
 """
@@ -36,7 +37,7 @@ def timed(fn, log: list):
     return run
 
 
-def methods(mmsr_dir, single_dir, backend):
+def methods(mmsr_dirs, single_dir, backend):
     from paddle_mmsr import MMSR
     out = {"bicubic": lambda lr: (imresize(lr, 4), {})}
     if single_dir:
@@ -48,15 +49,19 @@ def methods(mmsr_dir, single_dir, backend):
             return r.image, {}
         out["single 16-8, whole image"] = whole
         out["single 16-8, tiled"] = lambda lr: (single.upscale(lr), {})
-    if mmsr_dir:
-        mm = MMSR.load(mmsr_dir, backend=backend)
-        mm.prepare("tvat")
-
-        def routed(lr):
-            r = mm.reconstruct(lr)
-            return r.image, {mm.label(k): v for k, v in r.shares().items()}
-        out["MMSR routed"] = routed
+    for d in mmsr_dirs or []:
+        name = "MMSR routed" if len(mmsr_dirs) == 1 else f"MMSR routed ({Path(d).name})"
+        out[name] = _routed(MMSR.load(d, backend=backend))
     return out
+
+
+def _routed(mm):
+    mm.prepare("tvat")
+
+    def run(lr):
+        r = mm.reconstruct(lr)
+        return r.image, {mm.label(k): v for k, v in r.shares().items()}
+    return run
 
 
 def quality_table(data_dirs, fns, niqe=True):
@@ -86,10 +91,13 @@ def training_table(summaries):
         s = json.loads(Path(path).read_text())
         name = s.get("name", Path(path).parent.name)
         for c in s.get("classes", []):
-            pre = (c.get("phases") or {}).get("pretrain") or {}
+            phases = c.get("phases") or {}
+            pre, adv = phases.get("pretrain") or {}, phases.get("adversarial") or {}
             rows.append({"run": name, "class": c.get("class"), "spec": c.get("spec"),
-                         "iters": c.get("steps"), "seconds": c.get("train_seconds"),
+                         "iters": pre.get("iterations"), "adv_iters": adv.get("iterations"),
+                         "seconds": c.get("train_seconds"),
                          "samples_per_s": pre.get("samples_per_s"),
+                         "adv_samples_per_s": adv.get("samples_per_s"),
                          "best_psnr": (c.get("best_val") or {}).get("psnr")})
         runs.append({"run": name, "sum": s.get("train_seconds_sum"), "max": s.get("train_seconds_max"),
                      "routed_psnr": (s.get("routed_val") or {}).get("psnr")})
@@ -111,11 +119,13 @@ def markdown(qrows, trows, command):
     trows, truns = trows
     if trows:
         lines += ["", "## Training (from the runs' summary.json)", "",
-                  "| run | class | spec | iterations | train s | samples/s | best val PSNR-Y |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| run | class | spec | phase-1 it | phase-2 it | train s | samples/s phase 1 "
+                  "| samples/s phase 2 | best val PSNR-Y |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in trows:
-            cells = [r["run"], r["class"], r["spec"], r["iters"], _num(r["seconds"], 0),
-                     _num(r["samples_per_s"], 1), _num(r["best_psnr"], 2)]
+            cells = [r["run"], r["class"], r["spec"], r["iters"], r.get("adv_iters") or 0,
+                     _num(r["seconds"], 0), _num(r["samples_per_s"], 1),
+                     _num(r.get("adv_samples_per_s"), 2), _num(r["best_psnr"], 2)]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         lines += ["", "| run | sum of class times (one device, in turn) s | max (one device per class) s |",
                   "|---|---|---|"]
@@ -148,7 +158,7 @@ def plot(qrows, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mmsr", help="MMSR bundle folder")
+    p.add_argument("--mmsr", nargs="*", default=[], help="MMSR bundle folder(s)")
     p.add_argument("--single", help="single-model (16-8) bundle folder")
     p.add_argument("--data", nargs="+", required=True, help="folders with HR/ (and LR_bicubic_X4/)")
     p.add_argument("--train-summary", nargs="*", default=[], help="summary.json of training runs")

@@ -1,0 +1,44 @@
+"""tools/benchmark.py: the report is built from real runs and real images."""
+import importlib.util
+import json
+
+from conftest import ROOT, crop
+from paddle_mmsr.imageio import write_image
+from paddle_mmsr.resize import imresize
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "tools" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_training_table_reads_shipped_summaries():
+    bench = _tool()
+    paths = sorted((ROOT / "pretrained" / "runs").glob("*_summary.json"))
+    paths = [p for p in paths if "classes" in json.loads(p.read_text())]
+    assert paths, "no training summaries shipped"
+    rows, runs = bench.training_table(paths)
+    per_run = {}
+    for p in paths:
+        s = json.loads(p.read_text())
+        per_run[s["name"]] = s
+        assert sum(r["run"] == s["name"] for r in rows) == len(s["classes"])
+    for r in runs:
+        assert r["max"] <= r["sum"]
+        assert r["sum"] == per_run[r["run"]]["train_seconds_sum"]
+    text = bench.markdown([], (rows, runs), "cmd")
+    assert text.count("\n| shipped_") == len(rows) + len(runs)
+
+
+def test_bicubic_row_on_a_real_photo(tmp_path, photos):
+    bench = _tool()
+    hr = crop(photos["coffee"], 96, 60, 200)
+    (tmp_path / "HR").mkdir()
+    write_image(tmp_path / "HR" / "coffee.png", hr)
+    rows = bench.quality_table([tmp_path], bench.methods([], None, "auto"), niqe=False)
+    assert [r["method"] for r in rows] == ["bicubic"]
+    # a bicubic round trip of a detailed photo is far from perfect but not noise
+    assert 20 < rows[0]["psnr"] < 35 and rows[0]["sec_per_image"] > 0
+    assert f"| {tmp_path.name} | bicubic |" in bench.markdown(rows, ([], []), "cmd")
