@@ -168,8 +168,7 @@ def test_quickstart_runs(tmp_path, kernel_env, photos):
 
 def training_params(tmp_path) -> dict:
     """Tiny run: a few iterations of 8-channel models (both phases), 3 processes
-    on CPU. The
-    notebook's own fallback data (scikit-image sample photos, configs/demo_cpu.yaml)
+    on CPU. The notebook's own fallback data (scikit-image sample photos, configs/demo_cpu.yaml)
     is used unless this machine has DIV2K where the notebook looks for it."""
     params = {
         "INSTALL": False, "DATA_DIR": None, "EVAL_DIR": None, "EVAL_MAX_IMAGES": 2,

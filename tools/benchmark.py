@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """MMSR against the single 16-8 model: quality, speed and training cost.
 
-    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr [pretrained/mmsr_x4_gan] \
+    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr [OTHER_MMSR_BUNDLE ...] \
         --single pretrained/srgan_16-8_x4_psnr \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
         --train-summary RUN_DIR/summary.json [--train-summary ...] \

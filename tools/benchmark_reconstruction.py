@@ -80,6 +80,19 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
+def best_interleaved(calls: dict, rounds: int) -> dict:
+    """Best seconds of each zero-argument call over ``rounds`` rounds in turn, after
+    one warm-up call each (oneDNN builds primitives per shape); taking turns lets
+    load from other jobs hit every call alike."""
+    for fn in calls.values():
+        fn()
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for k, fn in calls.items():
+            best[k] = min(best[k], _best(fn, 1))
+    return best
+
+
 def time_backends(bundle, tile=128, repeat=2) -> dict:
     """Largest generator on one tile: dygraph vs Paddle Inference (oneDNN)."""
     from paddle_mmsr.inference import make_runner
@@ -103,14 +116,8 @@ def time_classes(sr, tile=128, rounds=3) -> dict:
     """Seconds per tile for each class's runner, best of interleaved rounds
     (so load from other jobs hits every class alike)."""
     x = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
-    runners = {c.id: sr.runner(c.id) for c in sr.bundle.classes}
-    for r in runners.values():
-        r.run(x)  # warm-up
-    best = dict.fromkeys(runners, float("inf"))
-    for _ in range(rounds):
-        for cid, r in runners.items():
-            best[cid] = min(best[cid], _best(lambda: r.run(x), 1))
-    return best
+    return best_interleaved({c.id: (lambda r=sr.runner(c.id): r.run(x))
+                             for c in sr.bundle.classes}, rounds)
 
 
 def time_routing(sr, photos, repeat=1) -> dict:
@@ -165,12 +172,7 @@ def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", round
     runner = make_runner(bundle, bundle.classes[0], "inference")
     rng = np.random.default_rng(0)
     xs = {t: rng.random((1, 3, t, t), dtype=np.float32) for t in tiles}
-    best = dict.fromkeys(tiles, float("inf"))
-    for t in tiles:
-        runner.run(xs[t])  # warm-up: oneDNN primitives per shape
-    for _ in range(rounds):
-        for t in tiles:
-            best[t] = min(best[t], _best(lambda: runner.run(xs[t]), 1))
+    best = best_interleaved({t: (lambda x=xs[t]: runner.run(x)) for t in tiles}, rounds)
     rows = []
     for t in tiles:
         per_mpix = best[t] / (t * t / 1e6)
@@ -181,11 +183,6 @@ def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", round
             rows.append({"tile": t, "overlap": ov, "tile_s": best[t], "s_per_lr_mpix": per_mpix,
                          "overlap_factor": factor, "s_per_lr_mpix_tiled": per_mpix * factor})
     return rows
-
-
-def bundle_label(bundle, class_id) -> str:
-    from paddle_mmsr.route import class_label
-    return class_label(bundle, class_id)
 
 
 def vm_peak_mib() -> float:
@@ -246,7 +243,8 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
             f"Inference {b['inference_s']:.2f} s ({b['speedup']:.1f}x, max diff "
             f"{b['max_abs_diff']:.1e})")
     if routing:
-        res["routing"] = r = time_routing(MMSR(bundle), photos, repeat)
+        sr = MMSR(bundle)
+        res["routing"] = r = time_routing(sr, photos, repeat)
         for k in ("tvat", "single"):
             v = r[k]
             log(f"{k:6s}: {v['seconds']:.2f} s, {v['mpix_per_s']:.3f} MP/s out, overhead "
@@ -254,8 +252,7 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
                 f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
                 + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
         log("one 128px tile (best of 3 interleaved rounds): " + ", ".join(
-            f"{sr_label} {t:.2f} s" for sr_label, t in
-            ((bundle_label(bundle, c), t) for c, t in r["tile_s"].items())))
+            f"{sr.label(c)} {t:.2f} s" for c, t in r["tile_s"].items()))
         log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster end to end, "
             f"{r['speedup_estimated']:.2f}x from per-class tile times x routing shares")
     if sweep:
