@@ -326,6 +326,12 @@ def _check(cfg: Config) -> Config:
         errors.append("data.batch_size must be >= 1 and data.workers >= 0")
     if d.split is None and not d.sources and not all(c.sources for c in cfg.classes):
         errors.append("data: give data.split (a tools/split_tvat.py folder) or data.sources")
+    if d.split is not None and cfg.tvat is not None:
+        errors.append("tvat: the split's TVAT settings are used with data.split; "
+                      "remove the tvat section or re-run tools/split_tvat.py with them")
+    if d.split is not None and d.sources:
+        errors.append("data.sources is not used with data.split; give one of them "
+                      "(or classes.N.sources to override one class)")
     if d.split is None and len(cfg.classes) > 1:
         if not all(c.sources for c in cfg.classes):
             errors.append("without data.split, every class needs its own classes.N.sources")

@@ -213,4 +213,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
     layer = bundle.build_generator(entry)
     if device == "gpu":
         layer.to(device="gpu")
+    elif threads:
+        from paddle.base import core
+        core.set_num_threads(threads)  # process-wide math library threads in dygraph
     return DygraphRunner(layer, device)

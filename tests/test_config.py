@@ -102,3 +102,10 @@ def test_batch_indices_are_resumable_permutations():
         assert all(k // n == e for k in flat[e * n:(e + 1) * n])
     assert batch_indices(5, bs, n, seed=1) == flat[15:18]
     assert batch_indices(5, bs, n, seed=2) != flat[15:18]
+
+
+def test_settings_that_a_split_would_ignore_are_refused():
+    with pytest.raises(ConfigError, match="split's TVAT settings"):
+        parse_config({"data": {"split": "s"}, "tvat": {"bounds": [2.0]}})
+    with pytest.raises(ConfigError, match="data.sources is not used with data.split"):
+        parse_config({"data": {"split": "s", "sources": ["x"]}})

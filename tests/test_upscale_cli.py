@@ -148,3 +148,22 @@ def test_missing_bundle_is_a_clear_error(tmp_path):
     res = run_cli(tmp_path / "x.png", "-o", tmp_path, "--bundle", tmp_path / "nope")
     assert res.returncode == 2
     assert f"no bundle at {tmp_path / 'nope'}; pass --bundle or see README" in res.stderr
+
+
+def test_bad_options_stop_before_any_work(bundle, inputs, tmp_path):
+    d, g = inputs
+    (tmp_path / "out.png").write_bytes(b"a file")
+    res = run_cli(d / "rgb.png", "-o", tmp_path / "out.png", "--bundle", bundle)
+    assert res.returncode == 2 and "is a file, not a folder" in res.stderr
+    res = run_cli(d / "rgb.png", "-o", tmp_path, "--bundle", bundle, "--tensorrt")
+    assert res.returncode == 2 and "--tensorrt needs --device gpu" in res.stderr
+    res = run_cli(f"{g}/*.jpg", "-o", tmp_path, "--bundle", bundle, "--routing-map", "map.png")
+    assert res.returncode == 2 and "several inputs; give a folder" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_missing_input_fails_even_when_its_output_exists(bundle, tmp_path):
+    (tmp_path / "typo.png").write_bytes(b"an earlier output")
+    res = run_cli(tmp_path / "in" / "typo.png", "-o", tmp_path, "--bundle", bundle)
+    assert res.returncode == 1, res.stderr
+    assert "no such file" in res.stderr and "0 done, 1 failed, 0 skipped" in res.stderr

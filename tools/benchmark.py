@@ -4,7 +4,7 @@
     python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr [OTHER_MMSR_BUNDLE ...] \
         --single pretrained/srgan_16-8_x4_psnr \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
-        --train-summary RUN_DIR/summary.json [--train-summary ...] \
+        --train-summary RUN_DIR/summary.json [OTHER_SUMMARY ...] \
         --out docs/benchmark.md --plot docs/benchmark.png
 
 Methods, run on the same images in one process: bicubic; the single model on

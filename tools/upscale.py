@@ -154,6 +154,9 @@ def plan(args) -> list:
         if error:
             steps.append((path, None, None, ("fail", error)))
             continue
+        if not path.is_file():
+            steps.append((path, None, None, ("fail", f"{path}: no such file")))
+            continue
         out = output_path(out_dir, rel, args.format)
         map_file = map_path(args.routing_map, rel, single) if args.routing_map else None
         targets = [t.resolve() for t in (out, map_file) if t is not None]
@@ -179,6 +182,18 @@ def main(argv=None) -> int:
     bundle = Path(args.bundle)
     if not (bundle / "manifest.yaml").exists():
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: -o {out_dir} is a file, not a folder", file=sys.stderr)
+        return 2
+    if args.tensorrt and args.device != "gpu":
+        print("error: --tensorrt needs --device gpu", file=sys.stderr)
+        return 2
+    if (args.routing_map and Path(args.routing_map).suffix.lower() in WRITABLE_EXTS
+            and len(expand_inputs(args.inputs, out_dir)) > 1):
+        print(f"error: --routing-map {args.routing_map} names one image, but there are "
+              "several inputs; give a folder", file=sys.stderr)
         return 2
     steps = plan(args)
     bars = not args.quiet and sys.stderr.isatty()  # plain lines when logged to a file
