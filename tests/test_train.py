@@ -161,6 +161,10 @@ def test_resume_continues_exactly(tmp_path, train_data):
     assert len(list(vdl.glob("vdlrecords.*.log"))) == 1
     assert [s for s, _ in read_scalars(vdl, "loss/g_total")] == [4, 5, 6]
     assert [s for s, _ in read_scalars(vdl, "loss/g_pixel")] == [1, 2, 3]
+    # a config with fewer iterations than the checkpoint is refused, not silently "done"
+    short = tiny_config(train_data, tmp_path / "part", pretrain=3, adversarial=2)
+    with pytest.raises(RuntimeError, match="past this config's 3 \\+ 2 iterations"):
+        _train_in_process(short)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_data, monkeypatch):

@@ -163,6 +163,10 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         progress = _restore(load_checkpoint(latest), nets, opts, job)
     elif resume == "require":
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from")
+    if progress.step > total:
+        raise RuntimeError(
+            f"{latest} is at step {progress.step}, past this config's {P} + {A} iterations; "
+            "raise train.pretrain_iters / adversarial_iters, or use another output folder")
 
     mon = Monitor(job.name, job.dir / "log.txt", job.vdl_dir, total, progress.step,
                   progress=cfg.log.progress and console, console=console)
