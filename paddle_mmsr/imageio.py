@@ -61,6 +61,8 @@ def read_image(path) -> np.ndarray:
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(f"{path}: cannot open (permission denied)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
@@ -68,6 +70,8 @@ def read_image(path) -> np.ndarray:
             im.load()
             im = ImageOps.exif_transpose(im)
             arr = _from_pil(im)
+    except PermissionError:
+        raise ImageReadError(f"{path}: cannot open (permission denied)") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as e:

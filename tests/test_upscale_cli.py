@@ -167,3 +167,24 @@ def test_missing_input_fails_even_when_its_output_exists(bundle, tmp_path):
     res = run_cli(tmp_path / "in" / "typo.png", "-o", tmp_path, "--bundle", bundle)
     assert res.returncode == 1, res.stderr
     assert "no such file" in res.stderr and "0 done, 1 failed, 0 skipped" in res.stderr
+
+
+def test_non_image_files_in_a_folder_are_named_not_silently_dropped(bundle, tmp_path):
+    d = tmp_path / "in"
+    write_image(d / "a.png", skdata.astronaut()[:24, :24])
+    (d / "notes.txt").write_text("not an image\n")
+    (d / "clip.gif").write_bytes(b"GIF89a")
+    res = run_cli(d, "-o", tmp_path / "out", "--bundle", bundle, "--tile", 32, "-q")
+    assert res.returncode == 0, res.stderr
+    assert f"note: {d}: 2 file(s) without an image extension left out" in res.stderr
+    assert (tmp_path / "out" / "a.png").exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_says_permission_denied(tmp_path):
+    from paddle_mmsr.imageio import ImageReadError
+    f = tmp_path / "locked.png"
+    write_image(f, skdata.astronaut()[:8, :8])
+    f.chmod(0)
+    with pytest.raises(ImageReadError, match="permission denied"):
+        read_image(f)

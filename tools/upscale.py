@@ -56,9 +56,10 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def expand_inputs(inputs, out_dir: Path):
-    """[(path, name below OUT_DIR or None, error or None)] in the given order."""
-    from paddle_mmsr.imageio import list_images
+def expand_inputs(inputs, out_dir: Path, notes: list | None = None):
+    """[(path, name below OUT_DIR or None, error or None)] in the given order;
+    ``notes`` receives a line per folder holding files that are not images."""
+    from paddle_mmsr.imageio import IMAGE_EXTS, list_images
     jobs = []
     out_dir = out_dir.resolve()
     for text in inputs:
@@ -67,6 +68,11 @@ def expand_inputs(inputs, out_dir: Path):
             files = [f for f in list_images(p) if out_dir not in f.resolve().parents]
             if not files:
                 jobs.append((p, None, f"{p}: folder holds no images"))
+            others = sum(1 for f in p.rglob("*") if f.is_file() and f.suffix.lower()
+                         not in IMAGE_EXTS and out_dir not in f.resolve().parents)
+            if others and notes is not None:
+                notes.append(f"{p}: {others} file(s) without an image extension left out "
+                             f"(read: {', '.join(sorted(IMAGE_EXTS))})")
             jobs += [(f, f.relative_to(p), None) for f in files]
         elif not p.exists() and glob.has_magic(text):
             files = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
@@ -142,11 +148,11 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         write_image(map_file, np.asarray(pic))
 
 
-def plan(args) -> list:
+def plan(args, notes: list | None = None) -> list:
     """[(input, output, routing map or None, problem or None)], checked before any work:
     problem is ("fail", text) or ("skip", text)."""
     out_dir = Path(args.out_dir)
-    jobs = expand_inputs(args.inputs, out_dir)
+    jobs = expand_inputs(args.inputs, out_dir, notes)
     inputs = {j[0].resolve() for j in jobs if j[0].exists()}
     single = len(jobs) == 1
     claimed, steps = {}, []
@@ -195,7 +201,10 @@ def main(argv=None) -> int:
         print(f"error: --routing-map {args.routing_map} names one image, but there are "
               "several inputs; give a folder", file=sys.stderr)
         return 2
-    steps = plan(args)
+    notes = []
+    steps = plan(args, notes)
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     bars = not args.quiet and sys.stderr.isatty()  # plain lines when logged to a file
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
