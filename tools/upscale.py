@@ -196,13 +196,13 @@ def main(argv=None) -> int:
     if args.tensorrt and args.device != "gpu":
         print("error: --tensorrt needs --device gpu", file=sys.stderr)
         return 2
+    notes = []
+    steps = plan(args, notes)
     if (args.routing_map and Path(args.routing_map).suffix.lower() in WRITABLE_EXTS
-            and len(expand_inputs(args.inputs, out_dir)) > 1):
+            and len(steps) > 1):
         print(f"error: --routing-map {args.routing_map} names one image, but there are "
               "several inputs; give a folder", file=sys.stderr)
         return 2
-    notes = []
-    steps = plan(args, notes)
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
     bars = not args.quiet and sys.stderr.isatty()  # plain lines when logged to a file
