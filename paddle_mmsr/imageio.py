@@ -61,8 +61,6 @@ def read_image(path) -> np.ndarray:
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
-    if not os.access(path, os.R_OK):
-        raise ImageReadError(f"{path}: cannot open (permission denied)")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
@@ -173,7 +171,15 @@ def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
         im.save(tmp, format=fmt)
 
 
-def list_images(folder) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+def list_images(folder, others: list | None = None) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted; ``others`` receives the
+    files left out for not having an image extension."""
+    images = []
+    for p in Path(folder).rglob("*"):
+        if not p.is_file():
+            continue
+        if p.suffix.lower() in IMAGE_EXTS:
+            images.append(p)
+        elif others is not None:
+            others.append(p)
+    return sorted(images)

@@ -65,11 +65,11 @@ def expand_inputs(inputs, out_dir: Path, notes: list | None = None):
     for text in inputs:
         p = Path(text)
         if p.is_dir():
-            files = [f for f in list_images(p) if out_dir not in f.resolve().parents]
+            skipped = []
+            files = [f for f in list_images(p, skipped) if out_dir not in f.resolve().parents]
             if not files:
                 jobs.append((p, None, f"{p}: folder holds no images"))
-            others = sum(1 for f in p.rglob("*") if f.is_file() and f.suffix.lower()
-                         not in IMAGE_EXTS and out_dir not in f.resolve().parents)
+            others = sum(1 for f in skipped if out_dir not in f.resolve().parents)
             if others and notes is not None:
                 notes.append(f"{p}: {others} file(s) without an image extension left out "
                              f"(read: {', '.join(sorted(IMAGE_EXTS))})")
@@ -79,7 +79,7 @@ def expand_inputs(inputs, out_dir: Path, notes: list | None = None):
             if not files:
                 jobs.append((p, None, f"{text}: no file matches"))
             jobs += [(f, Path(f.name), None) for f in files]
-        else:  # a file, or a missing path that read_image will report
+        else:  # a file, or a missing path that plan() reports
             jobs.append((p, Path(p.name), None))
     return jobs
 
