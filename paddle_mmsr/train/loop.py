@@ -85,6 +85,9 @@ def _restore(state: dict, nets, opts, job: ClassJob) -> Progress:
     for k, net in nets.items():
         if net is not None and k in state:
             net.set_state_dict(state[k])
+    if nets["ema"] is not None and "ema" not in state:
+        # EMA switched on for a run saved without it: start from the restored G
+        nets["ema"].set_state_dict(nets["g"].state_dict())
     for k, (opt, sched) in opts.items():
         if f"opt_{k}" in state:
             load_portable_optimizer_state(opt, state[f"opt_{k}"], nets)
