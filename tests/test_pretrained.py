@@ -26,3 +26,18 @@ def test_shipped_bundle_beats_bicubic(name, tmp_path):
         lr = imresize(hr, 1 / 4)
         gain = psnr(sr.upscale(lr), hr, crop_border=4) - psnr(imresize(lr, 4), hr, crop_border=4)
         assert gain > 0.4, f"{name} on {photo}: only {gain:.2f} dB above bicubic"
+
+
+def test_gan_bundle_is_sharper_and_still_beats_bicubic(tmp_path):
+    """The adversarial bundle: lower NIQE than the PSNR bundle, PSNR still above bicubic."""
+    from paddle_mmsr.niqe import niqe
+    gan = MMSR.load(ROOT / "pretrained" / "mmsr_x4_gan", cache_dir=tmp_path / "gan")
+    ref = MMSR.load(ROOT / "pretrained" / "mmsr_x4_psnr", cache_dir=tmp_path / "psnr")
+    for photo in ("astronaut.png", "coffee.png"):
+        hr = read_image(ROOT / "examples" / photo)
+        lr = imresize(hr, 1 / 4)
+        out_gan, out_ref = gan.upscale(lr), ref.upscale(lr)
+        q_gan, q_ref = niqe(out_gan, crop_border=4), niqe(out_ref, crop_border=4)
+        assert q_gan < q_ref - 0.3, f"{photo}: NIQE {q_gan:.2f} (GAN) vs {q_ref:.2f} (PSNR)"
+        gain = psnr(out_gan, hr, crop_border=4) - psnr(imresize(lr, 4), hr, crop_border=4)
+        assert gain > 0.4, f"{photo}: GAN bundle only {gain:.2f} dB above bicubic"
