@@ -44,3 +44,16 @@ def test_bicubic_row_on_a_real_photo(tmp_path, photos):
     # a bicubic round trip of a detailed photo is far from perfect but not noise
     assert 20 < rows[0]["psnr"] < 35 and rows[0]["sec_per_image"] > 0
     assert f"| {tmp_path.name} | bicubic |" in bench.markdown(rows, ([], []), "cmd")
+
+
+def test_plot_has_a_psnr_and_a_niqe_row_per_data_set(tmp_path):
+    from PIL import Image
+    bench = _tool()
+    rows = [{"data": d, "method": m, "psnr": p, "niqe": n, "sec_per_image": t}
+            for d in ("Set5", "Set14")
+            for m, p, n, t in (("bicubic", 28.4, 8.5, 0.02), ("MMSR routed", 30.3, 9.1, 0.2))]
+    bench.plot(rows, tmp_path / "p.png")
+    two_rows = Image.open(tmp_path / "p.png").size
+    bench.plot([{**r, "niqe": None} for r in rows], tmp_path / "q.png")
+    one_row = Image.open(tmp_path / "q.png").size
+    assert two_rows[0] == one_row[0] and two_rows[1] > one_row[1] * 1.5

@@ -15,6 +15,7 @@ All networks run through Paddle Inference (oneDNN), exported before timing.
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def training_table(summaries):
     return rows, runs
 
 
-def markdown(qrows, trows, command):
+def markdown(qrows, trows, command, plot_link=None):
     lines = ["# Benchmark: MMSR vs the single 16-8 model", "",
              f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, on this project's CI-class "
              "machine: 2 CPU cores, no GPU, Paddle Inference with oneDNN.", "",
@@ -116,6 +117,8 @@ def markdown(qrows, trows, command):
         niqe = f"{r['niqe']:.2f}" if "niqe" in r else "-"
         lines.append(f"| {r['data']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                      f"{niqe} | {r['sec_per_image']:.2f} | {r['mp_per_s']:.2f} | {share} |")
+    if plot_link:
+        lines += ["", f"![PSNR-Y and NIQE against seconds per image]({plot_link})"]
     trows, truns = trows
     if trows:
         lines += ["", "## Training (from the runs' summary.json)", "",
@@ -138,20 +141,37 @@ def _num(v, digits):
 
 
 def plot(qrows, path):
+    """PSNR-Y (and NIQE, when measured) against seconds per image, one column per data set."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len({r["data"] for r in qrows}), figsize=(10, 4), squeeze=False)
-    for ax, data in zip(axes[0], sorted({r["data"] for r in qrows})):
-        for r in (r for r in qrows if r["data"] == data):
-            ax.scatter(r["sec_per_image"], r["psnr"], s=50)
-            ax.annotate(r["method"], (r["sec_per_image"], r["psnr"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("seconds per image (2 CPU cores)")
-        ax.set_ylabel("PSNR-Y (dB)")
-        ax.set_title(data)
-    fig.tight_layout()
+    from matplotlib.ticker import NullFormatter
+    datasets = list(dict.fromkeys(r["data"] for r in qrows))
+    methods = list(dict.fromkeys(r["method"] for r in qrows))
+    metrics = [("psnr", "PSNR-Y (dB), higher is better")]
+    if any(r.get("niqe") is not None for r in qrows):
+        metrics.append(("niqe", "NIQE, lower is better"))
+    fig, axes = plt.subplots(len(metrics), len(datasets), squeeze=False,
+                             figsize=(4.5 * len(datasets), 3.2 * len(metrics) + 0.8))
+    markers = "osD^vP*X"
+    for col, data in enumerate(datasets):
+        for row, (key, label) in enumerate(metrics):
+            ax = axes[row][col]
+            for m, method in enumerate(methods):
+                pts = [r for r in qrows if r["data"] == data and r["method"] == method
+                       and r.get(key) is not None]
+                ax.scatter([r["sec_per_image"] for r in pts], [r[key] for r in pts], s=50,
+                           marker=markers[m % len(markers)], color=f"C{m}", label=method)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_ylabel(label)
+            ax.set_title(data if row == 0 else "")
+            ax.grid(alpha=0.3)
+            if row == len(metrics) - 1:
+                ax.set_xlabel("seconds per image (2 CPU cores)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.12 if len(labels) > 3 else 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -173,7 +193,9 @@ def main(argv=None):
             p.error(f"{d}: no HR/ folder")
     qrows = quality_table(a.data, methods(a.mmsr, a.single, a.backend), niqe=not a.no_niqe)
     trows = training_table(a.train_summary)
-    report = markdown(qrows, trows, "python tools/benchmark.py " + " ".join(argv or sys.argv[1:]))
+    link = Path(os.path.relpath(a.plot, Path(a.out).parent)).as_posix() if a.out and a.plot else None
+    report = markdown(qrows, trows, "python tools/benchmark.py " + " ".join(argv or sys.argv[1:]),
+                      link)
     print(report)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
