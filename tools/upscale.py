@@ -62,14 +62,18 @@ def expand_inputs(inputs, out_dir: Path, notes: list | None = None):
     from paddle_mmsr.imageio import IMAGE_EXTS, list_images
     jobs = []
     out_dir = out_dir.resolve()
+
+    def outside_out_dir(f: Path) -> bool:  # earlier outputs inside an input folder are not inputs
+        return out_dir not in f.resolve().parents
+
     for text in inputs:
         p = Path(text)
         if p.is_dir():
             skipped = []
-            files = [f for f in list_images(p, skipped) if out_dir not in f.resolve().parents]
+            files = [f for f in list_images(p, skipped) if outside_out_dir(f)]
             if not files:
                 jobs.append((p, None, f"{p}: folder holds no images"))
-            others = sum(1 for f in skipped if out_dir not in f.resolve().parents)
+            others = sum(map(outside_out_dir, skipped))
             if others and notes is not None:
                 notes.append(f"{p}: {others} file(s) without an image extension left out "
                              f"(read: {', '.join(sorted(IMAGE_EXTS))})")
