@@ -124,12 +124,12 @@ class) and one generator weight file per class. `MMSR.load` checks the
 weights against the manifest's checksums.'''),
     ("code", '''\
 from paddle_mmsr import MMSR
-from paddle_mmsr.degrade import Degradation
-from paddle_mmsr.imageio import read_image, to_rgb8, write_image
-from paddle_mmsr.metrics import psnr, ssim
-from paddle_mmsr.notebook_utils import crop_to_multiple, nearest_up, show_image, show_side_by_side
-from paddle_mmsr.resize import imresize
-from paddle_mmsr.route import routing_map
+from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
+from paddle_mmsr.notebook import crop_to_multiple, nearest_up, show_image, show_side_by_side
+from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.sr.route import routing_map
 
 if not (Path(BUNDLE) / "manifest.yaml").is_file():
     raise FileNotFoundError(
@@ -316,8 +316,8 @@ import zipfile
 
 import yaml
 
-from paddle_mmsr.imageio import list_images, read_image, to_rgb8, write_image
-from paddle_mmsr.notebook_utils import find_path, plot_vdl_scalars, show_image, tail
+from paddle_mmsr.image.io import list_images, read_image, to_rgb8, write_image
+from paddle_mmsr.notebook import find_path, plot_vdl_scalars, show_image, tail
 
 WORK = Path(WORK_DIR)
 WORK.mkdir(parents=True, exist_ok=True)
@@ -381,8 +381,8 @@ The test set goes in the layout the tools read: `HR/` and the bicubic ×4
 Training validates on its first few images (PSNR curves in VisualDL) and
 `tools/evaluate.py` scores every method on all of them.'''),
     ("code", '''\
-from paddle_mmsr.degrade import Degradation
-from paddle_mmsr.notebook_utils import crop_to_multiple
+from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.notebook import crop_to_multiple
 
 SCALE = 4
 EVAL_SET = WORK / "eval_set"
@@ -579,9 +579,9 @@ image is shown with its routing map.'''),
 import time
 
 from paddle_mmsr import MMSR
-from paddle_mmsr.notebook_utils import nearest_up, show_side_by_side
-from paddle_mmsr.resize import imresize
-from paddle_mmsr.route import routing_map
+from paddle_mmsr.notebook import nearest_up, show_side_by_side
+from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.sr.route import routing_map
 
 models = {"MMSR": MMSR.load(MMSR_BUNDLE, device=DEVICE)}
 if BASE_BUNDLE:

@@ -6,6 +6,6 @@ __all__ = ["MMSR", "__version__"]
 
 def __getattr__(name):  # lazy: importing the package does not import paddle
     if name == "MMSR":
-        from .reconstruct import MMSR
+        from paddle_mmsr.sr.reconstruct import MMSR
         return MMSR
     raise AttributeError(name)

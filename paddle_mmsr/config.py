@@ -297,7 +297,7 @@ def apply_overrides(raw: dict, overrides) -> dict:
 
 # -------------------------------------------------------------- semantics
 def _check(cfg: Config) -> Config:
-    from .models.spec import ModelSpec
+    from paddle_mmsr.models.spec import ModelSpec
     errors = []
     if cfg.scale not in (2, 3, 4):
         errors.append(f"scale: must be 2, 3 or 4, got {cfg.scale}")
@@ -357,7 +357,7 @@ def _check(cfg: Config) -> Config:
                           f"got {o.milestones}")
     lo = cfg.loss
     if t.adversarial_iters > 0 and lo.content_weight > 0:
-        from .models.vgg import LAYER_NAMES  # noqa: imports paddle only here
+        from paddle_mmsr.models.vgg import LAYER_NAMES  # noqa: imports paddle only here
         if lo.vgg_layer not in LAYER_NAMES:
             errors.append(f"loss.vgg_layer: unknown layer {lo.vgg_layer!r}"
                           f"{_suggest(lo.vgg_layer, LAYER_NAMES)}")

@@ -3,8 +3,8 @@ import importlib.util
 import json
 
 from conftest import ROOT, crop
-from paddle_mmsr.imageio import write_image
-from paddle_mmsr.resize import imresize
+from paddle_mmsr.image.io import write_image
+from paddle_mmsr.image.resize import imresize
 
 
 def _tool():

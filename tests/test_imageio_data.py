@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paddle_mmsr.data import SRDataset, read_manifest, write_manifest
-from paddle_mmsr.imageio import ImageReadError, read_image, to_rgb_float, write_image
+from paddle_mmsr.data.dataset import SRDataset, read_manifest, write_manifest
+from paddle_mmsr.image.io import ImageReadError, read_image, to_rgb_float, write_image
 
 
 def test_roundtrip_kinds(tmp_path, photos):
@@ -64,7 +64,7 @@ def test_dataset_crops_and_lr(tmp_path, photos):
     assert lr.shape == (3, 24, 24) and hr.shape == (3, 96, 96)
     assert lr.dtype == np.float32 and 0 <= lr.min() and hr.max() <= 1
     # LR is the bicubic downscale of the HR crop
-    from paddle_mmsr.resize import imresize
+    from paddle_mmsr.image.resize import imresize
     hr8 = np.round(hr.transpose(1, 2, 0) * 255).astype(np.uint8)
     assert np.abs(imresize(hr8, 1 / 4).astype(int) - np.round(lr.transpose(1, 2, 0) * 255)).max() <= 1
     a, b = ds[3][1], ds[3][1]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from paddle_mmsr.evaluate import bicubic_upscaler, evaluate_dir, find_pairs
-from paddle_mmsr.imageio import read_image, write_image
-from paddle_mmsr.metrics import psnr, rgb_to_y, ssim
-from paddle_mmsr.niqe import niqe
-from paddle_mmsr.resize import imresize
+from paddle_mmsr.metrics.evaluate import bicubic_upscaler, evaluate_dir, find_pairs
+from paddle_mmsr.image.io import read_image, write_image
+from paddle_mmsr.metrics.psnr_ssim import psnr, rgb_to_y, ssim
+from paddle_mmsr.metrics.niqe import niqe
+from paddle_mmsr.image.resize import imresize
 
 # ---------------------------------------------------------------- known values
 

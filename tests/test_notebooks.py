@@ -63,7 +63,7 @@ def test_notebooks_match_their_generator():
 
 # ------------------------------------------------------------ helpers
 def test_notebook_utils(tmp_path, photos):
-    from paddle_mmsr.notebook_utils import busiest_window, crop_to_multiple, find_path, nearest_up
+    from paddle_mmsr.notebook import busiest_window, crop_to_multiple, find_path, nearest_up
     img = photos["coffee"]
     assert crop_to_multiple(img[:399, :597], 4).shape == (396, 596, 3)
     assert nearest_up(img[:2, :3], 4).shape == (8, 12, 3)
@@ -132,9 +132,9 @@ def kernel_env(monkeypatch):
 def tiny_bundle(root: Path) -> Path:
     """Three tiny untrained 'fast' generators (output = bicubic + a small residual)."""
     import paddle
-    from paddle_mmsr.bundle import make_bundle
+    from paddle_mmsr.sr.bundle import make_bundle
     from paddle_mmsr.models import build_generator
-    from paddle_mmsr.tvat import TVATSettings
+    from paddle_mmsr.data.tvat import TVATSettings
     paddle.seed(0)
     opts = {"channels": 8, "form": "fast", "tail_kernel": 3}
     gens = [(s, opts, build_generator(s, **opts)) for s in ("2-2", "4-6", "8-6")]
@@ -144,7 +144,7 @@ def tiny_bundle(root: Path) -> Path:
 
 
 def test_quickstart_runs(tmp_path, kernel_env, photos):
-    from paddle_mmsr.imageio import write_image
+    from paddle_mmsr.image.io import write_image
     shipped = ROOT / "pretrained" / "mmsr_x4_psnr"
     bundle = shipped if (shipped / "manifest.yaml").exists() else tiny_bundle(tmp_path / "bundle")
     # "a user's upload": an RGBA photo larger than MAX_SIDE, in the notebook's folder's terms

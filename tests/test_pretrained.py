@@ -4,9 +4,9 @@ import pytest
 
 from conftest import ROOT
 from paddle_mmsr import MMSR
-from paddle_mmsr.imageio import read_image
-from paddle_mmsr.metrics import psnr
-from paddle_mmsr.resize import imresize
+from paddle_mmsr.image.io import read_image
+from paddle_mmsr.metrics.psnr_ssim import psnr
+from paddle_mmsr.image.resize import imresize
 
 SHIPPED = ["mmsr_x4_psnr", "srgan_16-8_x4_psnr"]
 
@@ -30,7 +30,7 @@ def test_shipped_bundle_beats_bicubic(name, tmp_path):
 
 def test_gan_bundle_is_sharper_and_still_beats_bicubic(tmp_path):
     """The adversarial bundle: lower NIQE than the PSNR bundle, PSNR still above bicubic."""
-    from paddle_mmsr.niqe import niqe
+    from paddle_mmsr.metrics.niqe import niqe
     gan = MMSR.load(ROOT / "pretrained" / "mmsr_x4_gan", cache_dir=tmp_path / "gan")
     ref = MMSR.load(ROOT / "pretrained" / "mmsr_x4_psnr", cache_dir=tmp_path / "psnr")
     for photo in ("astronaut.png", "coffee.png"):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from paddle_mmsr.degrade import Degradation
-from paddle_mmsr.resize import imresize
+from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.resize import imresize
 
 
 def test_shapes_and_dtypes(photos):
@@ -28,7 +28,7 @@ def test_down_up_close_to_original(photos):
 
 
 def test_reproduces_matlab_lr_set5(shared_data):
-    from paddle_mmsr.imageio import read_image
+    from paddle_mmsr.image.io import read_image
     for hr_path in sorted((shared_data / "val/Set5/HR").glob("*.png")):
         hr = read_image(hr_path)
         lr = read_image(shared_data / "val/Set5/LR_bicubic_X4" / f"{hr_path.stem}x4.png")

@@ -4,8 +4,8 @@ import sys
 import yaml
 
 from conftest import ROOT
-from paddle_mmsr.data import read_manifest
-from paddle_mmsr.imageio import write_image
+from paddle_mmsr.data.dataset import read_manifest
+from paddle_mmsr.image.io import write_image
 
 
 def test_split_tool_on_real_photos(tmp_path, photos):

@@ -24,9 +24,9 @@ def vgg_weights() -> str:
 @pytest.fixture(scope="session")
 def train_data(tmp_path_factory, photos):
     """A 3-class TVAT split of real photos and a 2-image validation folder."""
-    from paddle_mmsr.imageio import write_image
-    from paddle_mmsr.resize import imresize
-    from paddle_mmsr.split import split_folder
+    from paddle_mmsr.image.io import write_image
+    from paddle_mmsr.image.resize import imresize
+    from paddle_mmsr.data.split import split_folder
     root = tmp_path_factory.mktemp("train_data")
     for n in ("astronaut", "coffee", "chelsea", "rocket"):
         write_image(root / "hr" / f"{n}.png", photos[n][:192, :192])
@@ -103,8 +103,8 @@ def test_full_run_single_process(tmp_path, train_data):
     summary = json.loads((out / "summary.json").read_text())
     assert [c["status"] for c in summary["classes"]] == ["done"] * 3
     assert summary["routed_val"]["psnr"] > 15
-    from paddle_mmsr.bundle import load_bundle
-    from paddle_mmsr.reconstruct import MMSR
+    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.sr.reconstruct import MMSR
     b = load_bundle(out / "bundle")
     assert [c.spec for c in b.classes] == ["1-2", "1-2", "2-2"]
     assert b.tvat.bounds == yaml.safe_load((train_data / "split/split.yaml").read_text()
@@ -260,7 +260,7 @@ def test_extra_rank_idles(tmp_path, train_data, capsys):
 
 
 def test_loader_workers_give_the_same_batches(train_data):
-    from paddle_mmsr.data import SRDataset
+    from paddle_mmsr.data.dataset import SRDataset
     from paddle_mmsr.train.batches import batch_stream
     ds = SRDataset(train_data / "split/class0.tsv", scale=4, crop=32, seed=5)
     inline = batch_stream(ds, 4, seed=1, start=3, workers=0)

@@ -3,8 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from paddle_mmsr.resize import imresize
-from paddle_mmsr.tvat import TVATSettings, calibrate, classify, tvat, vsp
+from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify, tvat, vsp
 
 
 def vsp_loop(img):

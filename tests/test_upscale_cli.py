@@ -13,10 +13,10 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 from PIL import Image  # noqa: E402
 
-from paddle_mmsr.bundle import make_bundle  # noqa: E402
-from paddle_mmsr.imageio import read_image, write_image  # noqa: E402
+from paddle_mmsr.sr.bundle import make_bundle  # noqa: E402
+from paddle_mmsr.image.io import read_image, write_image  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
@@ -182,7 +182,7 @@ def test_non_image_files_in_a_folder_are_named_not_silently_dropped(bundle, tmp_
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file_says_permission_denied(tmp_path):
-    from paddle_mmsr.imageio import ImageReadError
+    from paddle_mmsr.image.io import ImageReadError
     f = tmp_path / "locked.png"
     write_image(f, skdata.astronaut()[:8, :8])
     f.chmod(0)

@@ -16,20 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from paddle_mmsr import losses  # noqa: E402
+from paddle_mmsr.models import losses  # noqa: E402
 from paddle_mmsr.models import vgg as vggmod  # noqa: E402
 from paddle_mmsr.models.vgg import (VGG19Features, VGG19WeightsNotFound,  # noqa: E402
                                     load_vgg19_features)
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("get_vgg19", ROOT / "tools" / "get_vgg19.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_tool()
+from paddle_mmsr.cli import get_vgg19 as tool
 
 
 @pytest.fixture(scope="session")

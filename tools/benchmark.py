@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from paddle_mmsr.evaluate import evaluate_dir  # noqa: E402
-from paddle_mmsr.resize import imresize  # noqa: E402
+from paddle_mmsr.metrics.evaluate import evaluate_dir
+from paddle_mmsr.image.resize import imresize
 
 
 def timed(fn, log: list):

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 RANDOM_SPECS = ("4-6", "8-6", "16-8")
 CALIBRATED_BOUNDS = [0.8864, 1.4922]  # equal thirds of T91 + BSD200 LR sub-images
@@ -37,9 +36,9 @@ def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, chann
                        form="fast", flat_bound=None, seed=0):
     """A bundle of randomly initialised generators (timing only)."""
     import paddle
-    from paddle_mmsr.bundle import make_bundle
+    from paddle_mmsr.sr.bundle import make_bundle
     from paddle_mmsr.models import build_generator
-    from paddle_mmsr.tvat import TVATSettings
+    from paddle_mmsr.data.tvat import TVATSettings
     paddle.seed(seed)
     opts = dict(channels=channels, form=form, head_kernel=9, tail_kernel=3)
     gens = [(s, opts, build_generator(s, 4, **opts)) for s in specs]
@@ -49,7 +48,7 @@ def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, chann
 
 def sample_photos(folder=None, limit=3) -> list:
     """(name, uint8 RGB) photos: from ``folder``, else scikit-image's."""
-    from paddle_mmsr.imageio import list_images, read_image
+    from paddle_mmsr.image.io import list_images, read_image
     if folder:
         return [(p.name, read_image(p)) for p in list_images(folder)[:limit]]
     from skimage import data
@@ -95,8 +94,8 @@ def best_interleaved(calls: dict, rounds: int) -> dict:
 
 def time_backends(bundle, tile=128, repeat=2) -> dict:
     """Largest generator on one tile: dygraph vs Paddle Inference (oneDNN)."""
-    from paddle_mmsr.inference import make_runner
-    from paddle_mmsr.route import largest_class
+    from paddle_mmsr.sr.inference import make_runner
+    from paddle_mmsr.sr.route import largest_class
     entry = next(c for c in bundle.classes if c.id == largest_class(bundle))
     x = np.random.default_rng(0).random((1, 3, tile, tile), dtype=np.float32)
     res = {"spec": entry.spec, "tile": tile}
@@ -165,8 +164,8 @@ def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", round
     LR megapixel at each tile size (best of interleaved rounds, so load from
     other jobs hits every size alike) times the overlap factor (T / (T - O))^2
     that tiling a large image costs."""
-    from paddle_mmsr.bundle import load_bundle
-    from paddle_mmsr.inference import make_runner
+    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.sr.inference import make_runner
     bundle = load_bundle(make_random_bundle(tempfile.mkdtemp(prefix="mmsr-sweep-"),
                                             specs=(spec,), bounds=[], channels=channels).root)
     runner = make_runner(bundle, bundle.classes[0], "inference")
@@ -198,8 +197,10 @@ def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=N
     """Upscale a size x size LR mosaic in a child process; its time and peak RSS."""
     code = (
         "import json, sys, time\n"
-        f"sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
-        "from benchmark_reconstruction import mosaic, vm_peak_mib\n"
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('bench', {str(Path(__file__).resolve())!r})\n"
+        "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+        "mosaic, vm_peak_mib = bench.mosaic, bench.vm_peak_mib\n"
         "from paddle_mmsr import MMSR\n"
         f"opts = {{k: v for k, v in dict(tile={tile!r}, overlap={overlap!r}).items() if v}}\n"
         f"sr = MMSR.load({str(bundle_dir)!r}, **opts); sr.prepare({routing!r})\n"
@@ -221,7 +222,7 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
                   log=print) -> dict:
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
-    from paddle_mmsr.bundle import load_bundle
+    from paddle_mmsr.sr.bundle import load_bundle
     tmp = None
     if bundle_dir is None:
         tmp = tempfile.mkdtemp(prefix="mmsr-bench-")

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_step(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 96,
@@ -27,7 +26,7 @@ def make_step(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 9
     import paddle
     import paddle.nn.functional as F
 
-    from paddle_mmsr.losses import content_loss, d_loss, g_adv_loss
+    from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
     from paddle_mmsr.models import build_discriminator, build_generator
     from paddle_mmsr.train.steps import AdversarialWeights, adversarial_step, pretrain_step
 
@@ -83,7 +82,7 @@ def measure_step_speed(specs, phase: str = "pretrain", batch: int = 16, crop: in
 def measure_data_speed(source, batch: int = 16, crop: int = 96, scale: int = 4,
                        batches: int = 10) -> dict:
     """Seconds per batch of the training pipeline alone (crop, augment, bicubic LR)."""
-    from paddle_mmsr.data import SRDataset
+    from paddle_mmsr.data.dataset import SRDataset
     from paddle_mmsr.train.batches import batch_stream
     ds = SRDataset(source, scale=scale, crop=crop, seed=0)
     stream = batch_stream(ds, batch, seed=0)

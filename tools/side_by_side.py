@@ -10,16 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw
 
-from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.imageio import read_image, to_rgb8, write_image  # noqa: E402
-from paddle_mmsr.metrics import psnr  # noqa: E402
-from paddle_mmsr.notebook_utils import busiest_window, crop_to_multiple, nearest_up  # noqa: E402
-from paddle_mmsr.resize import imresize  # noqa: E402
+from paddle_mmsr import MMSR
+from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+from paddle_mmsr.metrics.psnr_ssim import psnr
+from paddle_mmsr.notebook import busiest_window, crop_to_multiple, nearest_up
+from paddle_mmsr.image.resize import imresize
 
 
 def main(argv=None):

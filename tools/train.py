@@ -1,57 +1,6 @@
 #!/usr/bin/env python
-"""Train MMSR class models (or a single SRGAN) from a YAML config.
-
-    python tools/train.py -c configs/mmsr_x4.yaml [-o key.path=value ...]
-    python -m paddle.distributed.launch --devices 0,1,2 tools/train.py -c configs/mmsr_x4.yaml
-
-Under the launcher, rank r trains the classes c with c % world_size == r.
-A run continues from the output folder's latest checkpoints by default.
-"""
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from paddle_mmsr.config import ConfigError, load_config  # noqa: E402
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-c", "--config", required=True, help="YAML config (see configs/)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. -o train.pretrain_iters=500 "
-                        "-o classes.0.spec=8-6 (repeatable)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true",
-                   help="require a checkpoint to continue from (default: continue if present)")
-    g.add_argument("--fresh", action="store_true",
-                   help="ignore existing checkpoints and start at step 0 (overwrites them)")
-    g.add_argument("--assemble", action="store_true",
-                   help="only assemble the bundle and summary.json from finished classes")
-    p.add_argument("--check", action="store_true", help="validate the config and exit")
-    a = p.parse_args(argv)
-    try:
-        cfg = load_config(a.config, a.override)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if a.check:
-        print(f"{a.config}: OK ({len(cfg.classes)} classes -> {cfg.output_dir})")
-        return 0
-    from paddle_mmsr.train.run import finalize, resolve_jobs, run_training
-    if a.assemble:
-        jobs, tvat, split = resolve_jobs(cfg)
-        res = finalize(cfg, jobs, tvat, split)
-        return 0 if res["bundle"] else 1
-    resume = "require" if a.resume else "fresh" if a.fresh else "auto"
-    try:
-        return run_training(cfg, resume=resume, log=lambda m: print(m, flush=True))
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # setup problems
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-
+"""Same as ``mmsr-train``; see paddle_mmsr/cli/train.py."""
+from paddle_mmsr.cli.train import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

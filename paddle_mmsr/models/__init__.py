@@ -1,15 +1,27 @@
-"""Networks only (pure layers); training logic lives in paddle_mmsr.train."""
-from .discriminator import Discriminator
-from .generator import Generator
-from .spec import ModelSpec
+"""Networks only (pure layers) and their losses; training logic lives in paddle_mmsr.train.
+
+``spec`` imports without Paddle; the rest is loaded on first use."""
+from paddle_mmsr.models.spec import ModelSpec
 
 __all__ = ["Generator", "Discriminator", "ModelSpec", "build_generator", "build_discriminator"]
 
 
-def build_generator(spec, scale: int = 4, **options) -> Generator:
+def build_generator(spec, scale: int = 4, **options):
     """Generator for a spec such as "16-8"; ``options`` are Generator kwargs."""
+    from paddle_mmsr.models.generator import Generator
     return Generator(num_blocks=ModelSpec.parse(spec).g_blocks, scale=scale, **options)
 
 
-def build_discriminator(spec, **options) -> Discriminator:
+def build_discriminator(spec, **options):
+    from paddle_mmsr.models.discriminator import Discriminator
     return Discriminator(num_layers=ModelSpec.parse(spec).d_layers, **options)
+
+
+def __getattr__(name):  # lazy: importing the package does not import paddle
+    if name == "Generator":
+        from paddle_mmsr.models.generator import Generator
+        return Generator
+    if name == "Discriminator":
+        from paddle_mmsr.models.discriminator import Discriminator
+        return Discriminator
+    raise AttributeError(name)

@@ -6,7 +6,7 @@ import warnings
 
 import paddle
 
-from ..models import build_discriminator, build_generator
+from paddle_mmsr.models import build_discriminator, build_generator
 
 
 def build_networks(spec: str, scale: int, generator_options: dict, adversarial: bool,
@@ -44,7 +44,7 @@ def build_optimizers(cfg, nets: dict) -> dict:
 
 def load_vgg(loss_cfg, log=print):
     """The frozen VGG19 for the content loss; fails early with a clear message."""
-    from ..models.vgg import load_vgg19_features
+    from paddle_mmsr.models.vgg import load_vgg19_features
     weights = loss_cfg.vgg_weights
     if weights == "random":
         msg = ("loss.vgg_weights=random: the content loss uses an UNTRAINED VGG19. "

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..bundle import Bundle, ClassEntry, write_manifest
+from paddle_mmsr.sr.bundle import Bundle, ClassEntry, write_manifest
 
 
 def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict) -> Path:
@@ -32,8 +32,8 @@ def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict) -> Pa
 
 def routed_validation(bundle_dir, val_cfg, scale: int, device: str = "cpu") -> dict:
     """PSNR/SSIM-Y of the whole routed system (tiles -> TVAT -> class models)."""
-    from ..reconstruct import MMSR
-    from .validate import load_pairs, val_pairs, validate
+    from paddle_mmsr.sr.reconstruct import MMSR
+    from paddle_mmsr.train.validate import load_pairs, val_pairs, validate
     sr = MMSR.load(bundle_dir, backend=val_cfg.backend, device=device)
     images = load_pairs(val_pairs(val_cfg.dir, scale, val_cfg.max_images), scale)
     border = val_cfg.crop_border if val_cfg.crop_border is not None else scale

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..bundle import save_weights
-from ..data import SRDataset
-from ..losses import content_loss, d_loss, g_adv_loss
-from .batches import batch_stream
-from .builders import build_networks, build_optimizers
-from .checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
+from paddle_mmsr.sr.bundle import save_weights
+from paddle_mmsr.data.dataset import SRDataset
+from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
+from paddle_mmsr.train.batches import batch_stream
+from paddle_mmsr.train.builders import build_networks, build_optimizers
+from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
                          portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
-from .monitor import Monitor, side_by_side
-from .steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
-from .validate import load_pairs, upscale, val_pairs, validate_generator
+from paddle_mmsr.train.monitor import Monitor, side_by_side
+from paddle_mmsr.train.steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
+from paddle_mmsr.train.validate import load_pairs, upscale, val_pairs, validate_generator
 
 
 class Interrupted(Exception):
@@ -132,7 +132,7 @@ def _sample_inputs(val_images, dataset, scale: int, size: int = 48):
 
 
 def _sample_strip(g, lr, hr, scale: int) -> np.ndarray:
-    from ..resize import imresize
+    from paddle_mmsr.image.resize import imresize
     was = g.training
     g.eval()
     sr = upscale(g, lr)

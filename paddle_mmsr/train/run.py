@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..tvat import TVATSettings
-from .placement import classes_for_rank, device_for_rank, owner_of, rank_info
+from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.train.placement import classes_for_rank, device_for_rank, owner_of, rank_info
 
 SPLIT_FILE = "split.yaml"
 
@@ -48,7 +48,7 @@ def read_split(split_dir) -> dict:
 
 def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
     """One ClassJob per class, the TVAT settings and the split info (or None)."""
-    from .loop import ClassJob
+    from paddle_mmsr.train.loop import ClassJob
     out = cfg.output_dir
     split, degradation = None, None
     n = len(cfg.classes)
@@ -103,8 +103,8 @@ def _record_failure(job, error: BaseException, info) -> None:
 
 def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     """Train this rank's classes; rank 0 also finalizes. Returns the exit code."""
-    from .loop import Interrupted, train_class
-    from .peers import RankStatus, wait_for_ranks
+    from paddle_mmsr.train.loop import Interrupted, train_class
+    from paddle_mmsr.train.peers import RankStatus, wait_for_ranks
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
     mine = classes_for_rank(len(jobs), info.rank, info.world_size)
@@ -122,14 +122,14 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
         f"({', '.join(jobs[c].spec for c in mine)}) -> {out}")
 
     if cfg.val.dir:  # fail now, not at the first validation
-        from .. import metrics  # noqa: F401
-        from .validate import val_pairs
+        import paddle_mmsr.metrics.psnr_ssim  # noqa: F401
+        from paddle_mmsr.train.validate import val_pairs
         val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images)
     stop = StopFlag()
     stop.install()
     vgg = None
     if cfg.train.adversarial_iters > 0 and cfg.loss.content_weight > 0:
-        from .builders import load_vgg
+        from paddle_mmsr.train.builders import load_vgg
         vgg = load_vgg(cfg.loss, log)  # fails here, before any training, if weights are missing
 
     status = RankStatus(out, info, mine)
@@ -180,7 +180,7 @@ def finalize(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), lo
 
     ``lost``: classes whose rank vanished (their files may be from an older run).
     """
-    from .finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
+    from paddle_mmsr.train.finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
     out = cfg.output_dir
     classes = read_class_summaries(jobs)
     for c in lost:

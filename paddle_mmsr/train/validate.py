@@ -4,22 +4,22 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from ..imageio import to_uint
-from ..resize import imresize
-from .monitor import side_by_side
+from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.train.monitor import side_by_side
 
 
 def val_pairs(root, scale: int, max_images: int = 0) -> list:
     """[(name, hr_path, lr_path or None)] of a folder with HR/ (and LR_bicubic_X<scale>/),
-    paired as ``paddle_mmsr.evaluate`` pairs them."""
-    from ..evaluate import find_pairs
+    paired as ``paddle_mmsr.metrics.evaluate`` pairs them."""
+    from paddle_mmsr.metrics.evaluate import find_pairs
     pairs = find_pairs(root, scale)
     return pairs[:max_images] if max_images else pairs
 
 
 def load_pairs(pairs, scale: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """Preloaded (lr, hr, name), uint8 RGB, HR cropped to LR size x scale."""
-    from ..evaluate import load_pair
+    from paddle_mmsr.metrics.evaluate import load_pair
     out = []
     for name, hr_path, lr_path in pairs:
         hr, lr = load_pair(hr_path, lr_path, scale)
@@ -47,7 +47,7 @@ def validate(upscale_fn, images, scale: int, crop_border: int, sample_size: int 
     Returns {"psnr", "ssim", "per_image": {...}, "sample": bicubic | SR | HR
     strip of the first image (uint8), centre-cropped to ``sample_size``}.
     """
-    from ..metrics import psnr, ssim
+    from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
     scores, sample = {}, None
     for lr, hr, name in images:
         sr = upscale_fn(lr)

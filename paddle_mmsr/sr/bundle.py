@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from .models import ModelSpec, build_generator
-from .tvat import TVATSettings
+from paddle_mmsr.models import ModelSpec, build_generator
+from paddle_mmsr.data.tvat import TVATSettings
 
 FORMAT = "paddle-mmsr-bundle/1"
 MANIFEST = "manifest.yaml"

@@ -14,9 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-from .imageio import list_images, read_image, to_rgb8
-from .metrics import psnr, ssim
-from .resize import imresize
+from paddle_mmsr.image.io import list_images, read_image, to_rgb8
+from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
+from paddle_mmsr.image.resize import imresize
 
 __all__ = ["evaluate_dir", "find_pairs", "load_pair", "format_result", "bicubic_upscaler"]
 
@@ -86,7 +86,7 @@ def evaluate_dir(data_dir, upscale_fn: Callable[[np.ndarray], np.ndarray], scale
         row = {"name": name, "size": f"{hr.shape[1]}x{hr.shape[0]}",
                "psnr": psnr(sr, hr, crop_border=scale), "ssim": ssim(sr, hr, crop_border=scale)}
         if niqe:
-            from .niqe import niqe as niqe_fn
+            from paddle_mmsr.metrics.niqe import niqe as niqe_fn
             try:
                 row["niqe"] = niqe_fn(sr, crop_border=scale)
             except ValueError:  # image smaller than one NIQE block

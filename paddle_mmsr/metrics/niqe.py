@@ -18,12 +18,12 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
-from .metrics import rgb_to_y
-from .resize import imresize
+from paddle_mmsr.metrics.psnr_ssim import rgb_to_y
+from paddle_mmsr.image.resize import imresize
 
 __all__ = ["niqe", "niqe_features"]
 
-_PARAMS = Path(__file__).resolve().parent / "assets" / "niqe_pris_params.npz"
+_PARAMS = Path(__file__).resolve().parents[1] / "assets" / "niqe_pris_params.npz"
 _BLOCK = 96
 _GAM = np.arange(0.2, 10.0005, 0.001)  # AGGD shape grid, as in the published NIQE code
 # ratio E[|x|]^2 / E[x^2] of a GGD with shape g; monotone in g

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import load_bundle
-from .imageio import to_uint
-from .inference import make_runner, prune_cache
-from .resize import bicubic_weights
-from .route import FLAT, class_label, largest_class, route
-from .stitch import Stitcher, tile_weight
-from .tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
+from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.sr.inference import make_runner, prune_cache
+from paddle_mmsr.image.resize import bicubic_weights
+from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route
+from paddle_mmsr.sr.stitch import Stitcher, tile_weight
+from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
 __all__ = ["MMSR", "Reconstruction"]
 

@@ -26,7 +26,7 @@ def _as_255(img: np.ndarray) -> np.ndarray:
         a = img.astype(np.float64) / 257.0
     else:
         raise TypeError(f"expected a uint8 or uint16 image, got dtype {img.dtype} "
-                        "(convert floats with paddle_mmsr.imageio.to_uint first)")
+                        "(convert floats with paddle_mmsr.image.io.to_uint first)")
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim == 3 and a.shape[2] != 3:
@@ -113,8 +113,3 @@ def ssim(a: np.ndarray, b: np.ndarray, crop_border: int = 4, y_only: bool = True
         return _ssim_2d(a, b)
     return float(np.mean([_ssim_2d(a[..., i], b[..., i]) for i in range(a.shape[2])]))
 
-
-def niqe(img: np.ndarray, crop_border: int = 0) -> float:
-    """No-reference NIQE (lower is better); see :mod:`paddle_mmsr.niqe`."""
-    from .niqe import niqe as _niqe
-    return _niqe(img, crop_border=crop_border)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from .resize import imresize
+from paddle_mmsr.image.resize import imresize
 
 
 @dataclass

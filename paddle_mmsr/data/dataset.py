@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .degrade import Degradation
-from .imageio import ImageReadError, list_images, read_image, to_rgb8
-from .manifest import read_manifest, write_manifest  # noqa: F401 (re-exported)
+from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb8
+from paddle_mmsr.data.manifest import read_manifest, write_manifest  # noqa: F401 (re-exported)
 
 try:
     from paddle.io import Dataset

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models import ModelSpec
+from paddle_mmsr.models import ModelSpec
 
 __all__ = ["FLAT", "ROUTINGS", "route", "largest_class", "class_label", "class_colour",
            "routing_map"]

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .manifest import write_manifest
-from .degrade import Degradation
-from .imageio import ImageReadError, list_images, read_image, to_rgb8, write_image
-from .tvat import TVATSettings, calibrate, classify
+from paddle_mmsr.data.manifest import write_manifest
+from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb8, write_image
+from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify
 
 
 def sub_positions(length: int, size: int, step: int) -> list[int]:

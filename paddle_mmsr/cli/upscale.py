@@ -1,0 +1,261 @@
+"""Upscale images with an MMSR bundle.
+
+    python tools/upscale.py INPUT [INPUT ...] -o OUT_DIR [options]
+
+INPUT: files, folders (searched recursively) or globs. Each output keeps the
+input's name (and its path below a folder input) with the chosen extension.
+A file that cannot be read is reported on one line and skipped; the exit code
+is 1 when any file failed, 2 when nothing could start (bad bundle or options).
+Outputs are written atomically, never over an input, and never over an
+existing file without --overwrite.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
+
+DEFAULT_BUNDLE = ROOT / "pretrained" / "mmsr_x4_psnr"
+WRITABLE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="upscale.py", description="MMSR x4 super-resolution: "
+                                 "tiles routed by texture (TVAT) to generators of matching size.")
+    ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
+    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
+                    help="bundle folder (default: %(default)s)")
+    ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
+    ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--tensorrt", action="store_true", help="with --device gpu: use TensorRT")
+    ap.add_argument("--backend", choices=("auto", "inference", "dygraph"), default="auto",
+                    help="auto: Paddle Inference, dygraph if export fails")
+    ap.add_argument("--routing", choices=("tvat", "single"), default="tvat",
+                    help="single: the largest model on every tile (for comparison)")
+    ap.add_argument("--routing-map", metavar="PATH",
+                    help="also draw which model handled each tile: an image file for one input, "
+                         "else a folder receiving NAME_routing.png per input")
+    ap.add_argument("--format", choices=("png", "jpg", "same"), default="png",
+                    help="output format; same = the input's (png when not writable)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    ap.add_argument("--batch", type=int,
+                    help="tiles per network call (default: 1 on CPU, 4 on GPU)")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bars (also off when stderr is not a terminal)")
+    return ap.parse_args(argv)
+
+
+def expand_inputs(inputs, out_dir: Path, notes: list | None = None):
+    """[(path, name below OUT_DIR or None, error or None)] in the given order;
+    ``notes`` receives a line per folder holding files that are not images."""
+    from paddle_mmsr.image.io import IMAGE_EXTS, list_images
+    jobs = []
+    out_dir = out_dir.resolve()
+
+    def outside_out_dir(f: Path) -> bool:  # earlier outputs inside an input folder are not inputs
+        return out_dir not in f.resolve().parents
+
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            skipped = []
+            files = [f for f in list_images(p, skipped) if outside_out_dir(f)]
+            if not files:
+                jobs.append((p, None, f"{p}: folder holds no images"))
+            others = sum(map(outside_out_dir, skipped))
+            if others and notes is not None:
+                notes.append(f"{p}: {others} file(s) without an image extension left out "
+                             f"(read: {', '.join(sorted(IMAGE_EXTS))})")
+            jobs += [(f, f.relative_to(p), None) for f in files]
+        elif not p.exists() and glob.has_magic(text):
+            files = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
+            if not files:
+                jobs.append((p, None, f"{text}: no file matches"))
+            jobs += [(f, Path(f.name), None) for f in files]
+        else:  # a file, or a missing path that plan() reports
+            jobs.append((p, Path(p.name), None))
+    return jobs
+
+
+def output_path(out_dir: Path, rel: Path, fmt: str) -> Path:
+    ext = {"png": ".png", "jpg": ".jpg"}.get(fmt)
+    if ext is None:
+        ext = rel.suffix.lower() if rel.suffix.lower() in WRITABLE_EXTS else ".png"
+    return out_dir / rel.with_suffix(ext)
+
+
+def map_path(option: str, rel: Path, single: bool) -> Path:
+    p = Path(option)
+    if single and p.suffix.lower() in WRITABLE_EXTS:
+        return p
+    return p / rel.with_name(rel.stem + "_routing.png")
+
+
+class Report:
+    """Counts, per-class tile counts and one line per problem."""
+
+    def __init__(self, write):
+        self.write = write
+        self.done = self.failed = self.skipped = 0
+        self.tiles = {}
+
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        self.write(f"error: {message}")
+
+    def skip(self, message: str) -> None:
+        self.skipped += 1
+        self.write(f"skipped: {message}")
+
+    def summary(self, seconds: float, label) -> str:
+        n = sum(self.tiles.values())
+        share = ", ".join(f"{label(c)} {100 * k / n:.0f}%" for c, k in sorted(self.tiles.items()))
+        return (f"{self.done} done, {self.failed} failed, {self.skipped} skipped in "
+                f"{seconds:.1f} s" + (f"; tiles: {share}" if n else ""))
+
+
+def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
+    """Upscale one file (and draw its routing map); raises on a bad file."""
+    import numpy as np
+    from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+    from paddle_mmsr.sr.route import routing_map
+    img = read_image(job)
+
+    def progress(done, total):
+        if tile_bar is not None:
+            tile_bar.total = total
+            tile_bar.n = done
+            tile_bar.refresh()
+
+    if tile_bar is not None:
+        tile_bar.reset()
+        tile_bar.set_description(job.name[:24])
+    r = sr.reconstruct(img, args.routing, progress)
+    write_image(out, r.image)
+    for c in r.classes.tolist():
+        report.tiles[c] = report.tiles.get(c, 0) + 1
+    if map_file is not None:
+        ids = sorted(set(r.classes.tolist()))
+        pic = routing_map(to_rgb8(img), r.grid, r.classes,
+                          {c: sr.label(c) for c in ids})
+        write_image(map_file, np.asarray(pic))
+
+
+def plan(args, notes: list | None = None) -> list:
+    """[(input, output, routing map or None, problem or None)], checked before any work:
+    problem is ("fail", text) or ("skip", text)."""
+    out_dir = Path(args.out_dir)
+    jobs = expand_inputs(args.inputs, out_dir, notes)
+    inputs = {j[0].resolve() for j in jobs if j[0].exists()}
+    single = len(jobs) == 1
+    claimed, steps = {}, []
+    for path, rel, error in jobs:
+        if error:
+            steps.append((path, None, None, ("fail", error)))
+            continue
+        if not path.is_file():
+            steps.append((path, None, None, ("fail", f"{path}: no such file")))
+            continue
+        out = output_path(out_dir, rel, args.format)
+        map_file = map_path(args.routing_map, rel, single) if args.routing_map else None
+        targets = [t.resolve() for t in (out, map_file) if t is not None]
+        problem = None
+        if any(t in inputs for t in targets):
+            problem = ("fail", f"{path}: output {out} would overwrite an input file; "
+                               "choose another -o")
+        elif any(t in claimed for t in targets):
+            other = next(claimed[t] for t in targets if t in claimed)
+            problem = ("fail", f"{path}: output {out} is also the output of {other}; "
+                               "rename one of them")
+        elif not args.overwrite and any(t.exists() for t in targets):
+            existing = next(t for t in targets if t.exists())
+            problem = ("skip", f"{path}: {existing} exists (pass --overwrite to replace it)")
+        else:
+            claimed.update((t, path) for t in targets)
+        steps.append((path, out, map_file, problem))
+    return steps
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bundle = Path(args.bundle)
+    if not (bundle / "manifest.yaml").exists():
+        print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: -o {out_dir} is a file, not a folder", file=sys.stderr)
+        return 2
+    if args.tensorrt and args.device != "gpu":
+        print("error: --tensorrt needs --device gpu", file=sys.stderr)
+        return 2
+    notes = []
+    steps = plan(args, notes)
+    if (args.routing_map and Path(args.routing_map).suffix.lower() in WRITABLE_EXTS
+            and len(steps) > 1):
+        print(f"error: --routing-map {args.routing_map} names one image, but there are "
+              "several inputs; give a folder", file=sys.stderr)
+        return 2
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
+    bars = not args.quiet and sys.stderr.isatty()  # plain lines when logged to a file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tqdm import tqdm
+    report = Report(lambda s: tqdm.write(s, file=sys.stderr) if bars else print(s, file=sys.stderr))
+    start, sr = time.perf_counter(), None
+    if any(problem is None for *_, problem in steps):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from paddle_mmsr.sr.bundle import BundleError
+            from paddle_mmsr.sr.inference import check_device
+            from paddle_mmsr.sr.reconstruct import MMSR
+        options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items()
+                   if v is not None}
+        try:
+            check_device(args.device)
+            sr = MMSR.load(bundle, backend=args.backend, device=args.device,
+                           batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
+                           **options)
+            sr.prepare(args.routing)
+        except (BundleError, RuntimeError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    from paddle_mmsr.image.io import ImageReadError
+    file_bar = tqdm(total=len(steps), desc="files", unit="file", disable=not bars, file=sys.stderr)
+    tile_bar = (tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr)
+                if bars else None)
+    for path, out, map_file, problem in steps:
+        file_bar.update(1)
+        if problem is not None:
+            (report.fail if problem[0] == "fail" else report.skip)(problem[1])
+            continue
+        try:
+            process(sr, path, out, args, report, tile_bar, map_file)
+            report.done += 1
+        except ImageReadError as e:
+            report.fail(str(e))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one bad file must not stop the batch
+            report.fail(f"{path}: {type(e).__name__}: {e}")
+    if tile_bar is not None:
+        tile_bar.close()
+    file_bar.close()
+    label = sr.label if sr is not None else str
+    print(report.summary(time.perf_counter() - start, label), file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Image files and pixels: read/write (``io``), MATLAB bicubic (``resize``), LR degradations (``degrade``). No Paddle."""

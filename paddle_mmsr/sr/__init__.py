@@ -1,0 +1,1 @@
+"""Reconstruction flow: bundle -> tiles -> TVAT -> route -> run (``inference``) -> stitch; the ``MMSR`` API in ``reconstruct``."""
