@@ -13,21 +13,23 @@ import yaml
 from conftest import ROOT
 
 TOOL = str(ROOT / "tools/train.py")
-VGG_CACHE = Path.home() / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams"
-
-
-def vgg_weights() -> str:
-    """Real VGG19 weights when converted on this machine, else (loudly) random."""
-    return str(VGG_CACHE) if VGG_CACHE.is_file() else "random"
+VGG_FILE = "vgg19_relu2_2.pdparams"  # in train_data: real-shaped, untrained, fixed weights
 
 
 @pytest.fixture(scope="session")
 def train_data(tmp_path_factory, photos):
-    """A 3-class TVAT split of real photos and a 2-image validation folder."""
+    """A 3-class TVAT split of real photos, a 2-image validation folder and VGG19 weights.
+
+    The VGG19 file has the real layout (conv1_1 .. conv2_2) with fixed untrained
+    weights, so no test depends on weights cached on the machine."""
+    import paddle
     from paddle_mmsr.image.io import write_image
     from paddle_mmsr.image.resize import imresize
     from paddle_mmsr.data.split import split_folder
+    from paddle_mmsr.models.vgg import random_vgg19_state
     root = tmp_path_factory.mktemp("train_data")
+    paddle.save({k: paddle.to_tensor(v) for k, v in random_vgg19_state("relu2_2", 7).items()},
+                str(root / VGG_FILE))
     for n in ("astronaut", "coffee", "chelsea", "rocket"):
         write_image(root / "hr" / f"{n}.png", photos[n][:192, :192])
     split_folder(root / "hr", root / "split", scale=4, sub_size=64, step=64, n_calibrate=3)
@@ -48,7 +50,7 @@ def tiny_config(root: Path, out: Path, pretrain=3, adversarial=2, **sections) ->
         "classes": [{"spec": "1-2"}, {"spec": "1-2"}, {"spec": "2-2"}],
         "train": {"pretrain_iters": pretrain, "adversarial_iters": adversarial},
         "optim": {"pretrain": {"lr": 1e-3, "milestones": [2], "gamma": 0.5}},
-        "loss": {"vgg_layer": "relu2_2", "vgg_weights": vgg_weights()},
+        "loss": {"vgg_layer": "relu2_2", "vgg_weights": str(root / VGG_FILE)},
         "val": {"dir": str(root / "val"), "every": 2, "backend": "dygraph"},
         "log": {"every": 1, "images_every": 2, "histograms_every": 3, "progress": False},
         "checkpoint": {"every": 2, "minutes": 0},
@@ -112,8 +114,7 @@ def test_full_run_single_process(tmp_path, train_data):
     assert b.classes[0].generator["form"] == "fast"
     lr = (np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)
     assert MMSR.load(out / "bundle", backend="dygraph").upscale(lr).shape == (80, 96, 3)
-    if vgg_weights() == "random":
-        assert "UNTRAINED VGG19" in r.stdout
+    assert "UNTRAINED VGG19" not in r.stdout
 
 
 def _train_in_process(cfg_dict, class_id=0, resume="auto", stop=lambda: False):
@@ -125,7 +126,8 @@ def _train_in_process(cfg_dict, class_id=0, resume="auto", stop=lambda: False):
     paddle.set_device("cpu")
     cfg = parse_config(cfg_dict)
     jobs, _, _ = resolve_jobs(cfg)
-    vgg = load_vgg(cfg.loss, log=lambda m: None) if cfg.train.adversarial_iters else None
+    vgg = (load_vgg(cfg.loss, log=lambda m: None, seed=cfg.seed)
+           if cfg.train.adversarial_iters else None)
     return train_class(cfg, jobs[class_id], vgg=vgg, resume=resume, stop=stop, console=False)
 
 

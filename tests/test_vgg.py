@@ -245,6 +245,20 @@ def test_default_locations(no_weights, monkeypatch):
     assert float(load_vgg19_features("conv1_1").features[0].weight[0, 0, 0, 0]) == 1.0
 
 
+def test_random_weights_come_from_the_seed_only():
+    """weights="random" is reproducible: a resumed run rebuilds the same loss network."""
+    paddle.seed(1)
+    a = load_vgg19_features("relu1_2", weights="random", seed=5)
+    paddle.seed(2)
+    b = load_vgg19_features("relu1_2", weights="random", seed=5)
+    c = load_vgg19_features("relu1_2", weights="random", seed=6)
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), b.state_dict()[k].numpy(), err_msg=k)
+    w = a.features[0].weight.numpy()
+    assert not np.array_equal(w, c.features[0].weight.numpy())
+    assert 0.5 < w.std() / np.sqrt(2 / 27) < 1.5  # He-normal, not zeros
+
+
 # ---------------------------------------------------------------- losses
 def test_content_loss():
     vgg = load_vgg19_features("relu2_2", weights="random")

@@ -14,18 +14,21 @@ Weights (``load_vgg19_features``), first found wins:
   2. ``$PADDLE_MMSR_VGG19``, ``~/.cache/paddle_mmsr/vgg19_features.pdparams``,
      ``<repo>/pretrained/vgg19_features.pdparams``;
   3. paddle.vision's ImageNet vgg19 download (needs network).
-Otherwise ``VGG19WeightsNotFound``. Random weights only with ``weights="random"``.
+Otherwise ``VGG19WeightsNotFound``. Random weights only with ``weights="random"``:
+untrained, drawn from ``seed`` alone (same seed, same weights, whatever the
+state of Paddle's global random generator).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import paddle
 from paddle import nn
 
 __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
-           "LAYER_NAMES", "default_weights_paths"]
+           "LAYER_NAMES", "default_weights_paths", "random_vgg19_state"]
 
 _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -136,14 +139,28 @@ def _find_weights():
             f"paddle.vision download failed: {e}). To fix: {HINT}.") from None
 
 
-def load_vgg19_features(layer: str = "conv5_4", weights=None) -> VGG19Features:
+def random_vgg19_state(layer: str = "conv5_4", seed: int = 0) -> dict:
+    """Untrained weights for ``VGG19Features(layer)`` from ``seed`` only (He-normal, zero bias)."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for k, p in VGG19Features(layer).state_dict().items():
+        shape = tuple(p.shape)
+        if k.endswith(".weight"):
+            fan_in = int(np.prod(shape[1:]))
+            state[k] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype("float32")
+        else:
+            state[k] = np.zeros(shape, "float32")
+    return state
+
+
+def load_vgg19_features(layer: str = "conv5_4", weights=None, seed: int = 0) -> VGG19Features:
     """Build ``VGG19Features(layer)`` with real ImageNet weights.
 
     weights: None (search, see module doc), a ``.pdparams`` path, a state
-    dict, or "random" (untrained; only for shape/speed tests).
+    dict, or "random" (untrained, from ``seed``; only for tests).
     """
     if isinstance(weights, str) and weights == "random":
-        return VGG19Features(layer)
+        weights = random_vgg19_state(layer, seed)
     if not isinstance(weights, dict):
         path = _find_weights() if weights is None else str(weights)
         if not os.path.isfile(path):

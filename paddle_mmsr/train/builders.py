@@ -42,13 +42,16 @@ def build_optimizers(cfg, nets: dict) -> dict:
     return out
 
 
-def load_vgg(loss_cfg, log=print):
-    """The frozen VGG19 for the content loss; fails early with a clear message."""
+def load_vgg(loss_cfg, log=print, seed: int = 0):
+    """The frozen VGG19 for the content loss; fails early with a clear message.
+
+    ``seed`` (the run's) fixes the weights of ``vgg_weights: random``."""
     from paddle_mmsr.models.vgg import load_vgg19_features
     weights = loss_cfg.vgg_weights
     if weights == "random":
-        msg = ("loss.vgg_weights=random: the content loss uses an UNTRAINED VGG19. "
-               "Only for tests; results are meaningless.")
+        msg = (f"loss.vgg_weights=random: the content loss uses an UNTRAINED VGG19 "
+               f"(weights from seed {seed}). Only for tests; results are meaningless.")
         warnings.warn(msg)
         log("WARNING " + msg)
-    return load_vgg19_features(loss_cfg.vgg_layer, weights=None if weights == "auto" else weights)
+    return load_vgg19_features(loss_cfg.vgg_layer, weights=None if weights == "auto" else weights,
+                               seed=seed)

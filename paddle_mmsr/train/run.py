@@ -130,7 +130,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     vgg = None
     if cfg.train.adversarial_iters > 0 and cfg.loss.content_weight > 0:
         from paddle_mmsr.train.builders import load_vgg
-        vgg = load_vgg(cfg.loss, log)  # fails here, before any training, if weights are missing
+        vgg = load_vgg(cfg.loss, log, seed=cfg.seed)  # fails here, before any training, if weights are missing
 
     status = RankStatus(out, info, mine)
     failed, interrupted = [], False
