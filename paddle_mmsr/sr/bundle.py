@@ -16,16 +16,22 @@
     produced_by: {...}           # free-form: config, iterations, data
 
 Class ``i`` handles TVAT scores in [bounds[i-1], bounds[i]).
+
+Nothing is trusted: unknown keys are refused (with the closest valid key), and
+each weight file must fit the network the manifest describes key for key and
+shape for shape.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
 from paddle_mmsr.data.tvat import TVATSettings
 
@@ -73,15 +79,87 @@ class Bundle:
             if entry.sha256 and sha256_file(path) != entry.sha256:
                 raise BundleError(f"{path}: sha256 does not match the manifest "
                                   "(file changed or corrupt)")
-            g.set_state_dict(paddle.load(str(path)))
+            try:
+                state = paddle.load(str(path))
+            except Exception as e:
+                raise BundleError(f"{path}: unreadable weight file ({type(e).__name__}: {e})"
+                                  ) from None
+            check_state_dict(g, state, f"{path} (class {entry.id}: spec {entry.spec}, "
+                                       f"scale {self.scale}, generator {entry.generator})")
+            g.set_state_dict(state)
         g.eval()
         return g
+
+    def check_weights(self) -> None:
+        """BundleError unless every class's weight file fits its manifest entry."""
+        for entry in self.classes:
+            self.build_generator(entry)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "scale": self.scale, "value_range": [0, 1],
                 "tvat": self.tvat.to_dict(), "flat_bound": self.flat_bound,
                 "classes": [c.to_dict() for c in self.classes],
                 "produced_by": self.produced_by}
+
+
+def check_state_dict(layer, state, what: str) -> None:
+    """BundleError naming every key of ``state`` missing, unexpected or of the wrong shape."""
+    if not isinstance(state, dict):
+        raise BundleError(f"{what}: not a state dict")
+    own = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    problems = []
+    for label, keys in (("missing", [k for k in own if k not in got]),
+                        ("unexpected", [k for k in got if k not in own])):
+        if keys:
+            problems.append(f"{len(keys)} {label} keys: {_first(keys)}")
+    shapes = [f"{k} {list(got[k])} in the file, {list(own[k])} expected"
+              for k in own if k in got and got[k] != own[k]]
+    if shapes:
+        problems.append(f"{len(shapes)} keys of the wrong shape: {_first(shapes)}")
+    if problems:
+        raise BundleError(f"{what}: the weights do not fit the manifest's network; "
+                          + "; ".join(problems))
+
+
+def _first(items, n: int = 6) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _generator_keys() -> list:
+    """Generator options a manifest may set: the training schema's and the constructor's."""
+    from paddle_mmsr.models.generator import Generator
+    keys = [f.name for f in fields(GeneratorOptions)]
+    params = inspect.signature(Generator.__init__).parameters.values()
+    keys += [p.name for p in params if p.name not in ("self", "num_blocks", "scale")
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in keys]
+    return keys
+
+
+def _check_keys(mapping, allowed, where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise BundleError(f"{where}: expected a mapping, got {mapping!r}")
+    for key in mapping:
+        if key not in allowed:
+            raise BundleError(f"{where}: unknown key '{key}'{_suggest(str(key), allowed)}")
+
+
+# manifest keys beyond the dataclass fields (root is the folder, not a key)
+_TOP_EXTRA = ["format", "value_range"]
+
+
+def check_manifest_keys(m: dict, path) -> None:
+    """Refuse unknown keys at the top level, in ``tvat``, in each class and its ``generator``."""
+    top = [f.name for f in fields(Bundle) if f.name != "root"] + _TOP_EXTRA
+    _check_keys(m, top, str(path))
+    _check_keys(m.get("tvat") or {}, [f.name for f in fields(TVATSettings)], f"{path}: tvat")
+    classes = m.get("classes")
+    if not isinstance(classes, list):
+        raise BundleError(f"{path}: 'classes' must be a list, got {classes!r}")
+    entry_keys, gen_keys = [f.name for f in fields(ClassEntry)], _generator_keys()
+    for i, c in enumerate(classes):
+        _check_keys(c, entry_keys, f"{path}: classes[{i}]")
+        _check_keys(c.get("generator") or {}, gen_keys, f"{path}: classes[{i}].generator")
 
 
 def sha256_file(path) -> str:
@@ -103,6 +181,7 @@ def load_bundle(root) -> Bundle:
         raise BundleError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise BundleError(f"{path}: unknown bundle format {m.get('format') if isinstance(m, dict) else m!r}")
+    check_manifest_keys(m, path)
     try:
         classes = [ClassEntry(id=int(c["id"]), spec=str(ModelSpec.parse(c["spec"])),
                               weights=c["weights"], generator=dict(c.get("generator") or {}),

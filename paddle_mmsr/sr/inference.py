@@ -5,10 +5,15 @@ float32 batch to its upscaled NCHW float32 batch, and is thread-safe.
 
 The export is cached in ``<bundle>/inference_cache/<sha256 of weights>/``;
 changed weights give a new folder (old ones are pruned), so a stale export is
-never used. A read-only bundle caches under ``~/.cache/paddle-mmsr``.
+never used; ``meta.json`` holds the sha256 of the exported files, so a damaged
+export is rebuilt. A read-only bundle caches under ``~/.cache/paddle-mmsr``.
+
+``backend="auto"`` falls back to dygraph only for an ``ExportLimitation`` (a
+known, named reason); any other export error is raised.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import queue
@@ -22,12 +27,16 @@ import numpy as np
 from paddle_mmsr.sr.bundle import sha256_file
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
-           "cache_root", "prune_cache", "make_runner", "default_threads"]
+           "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation"]
 
 BACKENDS = ("auto", "inference", "dygraph")
 DEVICES = ("cpu", "gpu")
 CACHE_DIR = "inference_cache"
 _EXPORT_LOCK = threading.Lock()
+
+
+class ExportLimitation(RuntimeError):
+    """Paddle Inference cannot be used here for a known reason (named in the message)."""
 
 
 def default_threads() -> int:
@@ -141,23 +150,44 @@ def _model_files(folder: Path):
     return None
 
 
+def _file_hashes(files) -> dict:
+    return {Path(f).name: sha256_file(f) for f in files}
+
+
+def _require_inference() -> None:
+    try:
+        importlib.import_module("paddle.inference")
+    except ImportError as e:
+        raise ExportLimitation(f"this PaddlePaddle build has no Paddle Inference ({e})") from None
+
+
+def _make_cache_folder(root: Path) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+    except OSError as e:  # read-only, full, or not a folder
+        raise ExportLimitation(f"no writable folder for the export cache ({e})") from None
+
+
 def export_generator(bundle, entry, cache_dir=None) -> tuple:
-    """Export class ``entry`` (once) and return (model file, params file)."""
+    """Export class ``entry`` (once; again if the cached files changed) and return
+    (model file, params file)."""
     import paddle
+    _require_inference()
     root = cache_root(bundle, cache_dir)
     sha = sha256_file(bundle.weight_path(entry))
     final = root / sha
     meta = _export_meta(bundle, entry)
     with _EXPORT_LOCK:
         files = _model_files(final)
-        if files and _read_meta(final) == meta:
+        if files and _read_meta(final) == {**meta, "files": _file_hashes(files)}:
             return files
         layer = bundle.build_generator(entry)  # checks the manifest sha256 too
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+        tmp = _make_cache_folder(root)
         try:
             spec = paddle.static.InputSpec([None, 3, None, None], "float32", "x")
             paddle.jit.save(layer, str(tmp / "model"), input_spec=[spec])
+            meta["files"] = _file_hashes(_model_files(tmp))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
@@ -196,7 +226,7 @@ def prune_cache(bundle, cache_dir=None) -> list:
 def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
                 threads: int | None = None, cache_dir=None, tensorrt: bool = False,
                 max_input=(4, 128)):
-    """A runner for one class. ``auto``: Paddle Inference, dygraph if export fails."""
+    """A runner for one class. ``auto``: Paddle Inference, dygraph on an ExportLimitation."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     check_device(device)
@@ -204,7 +234,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
         try:
             model, params = export_generator(bundle, entry, cache_dir)
             return PredictorRunner(model, params, device, threads, tensorrt, max_input)
-        except Exception as e:
+        except ExportLimitation as e:
             if backend == "inference":
                 raise
             import warnings

@@ -109,8 +109,9 @@ class MMSR:
 
     @classmethod
     def load(cls, bundle_dir, **options) -> "MMSR":
-        """Load a bundle folder; ``options`` as for the constructor."""
+        """Load a bundle folder and check its weights; ``options`` as for the constructor."""
         bundle = load_bundle(Path(bundle_dir))
+        bundle.check_weights()  # a few ms; a mismatch fails here, not at the first tile
         sr = cls(bundle, **options)
         if sr.backend != "dygraph":
             try:
