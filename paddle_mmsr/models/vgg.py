@@ -143,7 +143,11 @@ def load_vgg19_features(layer: str = "conv5_4", weights=None) -> VGG19Features:
     dict, or "random" (untrained; only for shape/speed tests).
     """
     if isinstance(weights, str) and weights == "random":
-        return VGG19Features(layer)
+        state = paddle.get_rng_state()  # the same untrained net in every process
+        paddle.seed(19)
+        net = VGG19Features(layer)
+        paddle.set_rng_state(state)
+        return net
     if not isinstance(weights, dict):
         path = _find_weights() if weights is None else str(weights)
         if not os.path.isfile(path):

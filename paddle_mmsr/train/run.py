@@ -164,7 +164,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
                                        log=lambda m: log(f"{prefix} {m}"))
                 lost = [c for c in range(len(jobs)) if peers.get(owner_of(c, info.world_size),
                                                                  True) is None]
-            finalize(cfg, jobs, tvat, split, info, device, lost=lost,
+            assemble_results(cfg, jobs, tvat, split, info, device, lost=lost,
                      log=lambda m: log(f"{prefix} {m}"))
             status.set_phase("finalized")
         elif failed:  # stay alive until rank 0 is done, else the launcher kills it
@@ -175,7 +175,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     return 1 if failed else 0
 
 
-def finalize(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), log=print) -> dict:
+def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), log=print) -> dict:
     """Bundle (if every class is done), routed validation, summary.json.
 
     ``lost``: classes whose rank vanished (their files may be from an older run).
