@@ -23,6 +23,7 @@ from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream
 from paddle_mmsr.train.builders import build_networks, build_optimizers
+from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
                          portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
 from paddle_mmsr.train.monitor import Monitor, side_by_side
@@ -38,6 +39,10 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class SplitChanged(RuntimeError):
+    """The class's training data (TVAT bounds, manifest) differ from its checkpoint's."""
+
+
 @dataclass
 class ClassJob:
     """A class run, resolved from the config."""
@@ -48,10 +53,52 @@ class ClassJob:
     degradation: dict
     dir: Path
     vdl_dir: Path
+    data_id: dict = field(default_factory=dict)  # what a resume must find unchanged
 
     @property
     def name(self) -> str:
         return f"class{self.id}"
+
+
+def data_identity(sources, split: dict | None) -> dict:
+    """The split's TVAT settings and the sha256 of each manifest file in ``sources``:
+    a checkpoint keeps them, and resuming with other values is refused."""
+    from paddle_mmsr.sr.bundle import sha256_file
+    manifests = {str(s): sha256_file(s) for s in map(Path, sources) if s.is_file()}
+    return {"tvat": dict(split["tvat"]) if split else None, "manifests": manifests}
+
+
+def _data_changes(saved: dict, now: dict) -> list[str]:
+    out = []
+    if saved.get("tvat") != now.get("tvat"):
+        old, new = saved.get("tvat") or {}, now.get("tvat") or {}
+        out += [f"tvat.{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)] or ["TVAT settings"]
+    old, new = saved.get("manifests") or {}, now.get("manifests") or {}
+    if sorted(old.values()) != sorted(new.values()):
+        names = sorted({Path(k).name for k in set(old) ^ set(new)}
+                       | {Path(k).name for k in set(old) & set(new) if old[k] != new[k]})
+        out.append(f"manifest {', '.join(names) or '(renamed)'} changed")
+    return out
+
+
+def check_split_unchanged(job: ClassJob, state: dict | None = None) -> None:
+    """Raise SplitChanged if ``job``'s checkpoint was made on other training data."""
+    latest = job.dir / LATEST
+    if state is None:
+        if not latest.exists():
+            return
+        state = load_checkpoint(latest)
+    saved = state.get("data")
+    if saved is None:  # a checkpoint from before this check: nothing to compare
+        return
+    changes = _data_changes(saved, job.data_id)
+    if changes:
+        raise SplitChanged(
+            f"{job.name}: the training split changed since its checkpoint {latest} "
+            f"(step {state['progress']['step']}): {'; '.join(changes)}. Resuming would continue "
+            "a model trained on other data. Start again with --fresh, or train into a new "
+            "output folder (-o output=...).")
 
 
 @dataclass
@@ -64,6 +111,7 @@ class Progress:
     seconds: dict = field(default_factory=lambda: {"pretrain": 0.0, "adversarial": 0.0})
     iters: dict = field(default_factory=lambda: {"pretrain": 0, "adversarial": 0})
     last_val: dict = field(default_factory=dict)
+    curve: list = field(default_factory=list)  # [{train_seconds, iteration, psnr_y}] per validation
 
     @property
     def train_seconds(self) -> float:
@@ -78,7 +126,7 @@ def phase_of(step: int, pretrain_iters: int) -> str:
 # ------------------------------------------------------------ state <-> file
 def _checkpoint_state(nets, opts, progress: Progress, job: ClassJob) -> dict:
     state = {"class_id": job.id, "spec": job.spec, "generator": dict(job.generator),
-             "progress": asdict(progress), "rng": rng_state()}
+             "data": job.data_id, "progress": asdict(progress), "rng": rng_state()}
     for k, net in nets.items():
         if net is not None:
             state[k] = net.state_dict()
@@ -94,6 +142,7 @@ def _restore(state: dict, nets, opts, job: ClassJob) -> Progress:
             f"{job.name}: the checkpoint was made for spec {state.get('spec')} "
             f"{state.get('generator')}, the config asks for {job.spec} {job.generator}; "
             "use another output folder or --fresh")
+    check_split_unchanged(job, state)
     for k, net in nets.items():
         if net is not None and k in state:
             net.set_state_dict(state[k])
@@ -183,6 +232,9 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
             f"{latest} is at step {progress.step}, past this config's {P} + {A} iterations; "
             "raise train.pretrain_iters / adversarial_iters, or use another output folder")
 
+    for it, path in snapshot_steps(job.dir).items():  # from a run this one replaces
+        if it > progress.step:
+            path.unlink()
     mon = Monitor(job.name, job.dir / "log.txt", job.vdl_dir, total, progress.step,
                   progress=cfg.log.progress and console, console=console)
     try:
@@ -354,7 +406,14 @@ class ClassTrainer:
         res = validate_generator(self.generator, self.val_images, self.cfg.scale,
                                  self.crop_border)
         p.last_val = {"step": p.step, "psnr": res["psnr"], "ssim": res["ssim"]}
+        p.curve.append({"train_seconds": round(p.train_seconds, 3), "iteration": p.step,
+                        "psnr_y": round(res["psnr"], 4)})
         self.mon.scalars(p.step, {"psnr": res["psnr"], "ssim": res["ssim"]}, "val/")
+        # the same PSNR-Y with training seconds as the step axis (time to quality)
+        self.mon.scalars(int(round(p.train_seconds)), {"psnr_y_by_train_seconds": res["psnr"]},
+                         "val/")
+        if self.cfg.val.curve:  # the routed curve puts these together after the last class
+            save_weights(self.generator, snapshot_path(self.job.dir, p.step))
         if res["sample"] is not None:
             self.mon.images(p.step, "val/bicubic_sr_hr", res["sample"])
         improved = res["psnr"] > p.best_psnr
@@ -393,4 +452,5 @@ def class_summary(cfg, job: ClassJob, progress: Progress, wall: float) -> dict:
             "best_val": {"psnr": progress.best_psnr, "step": progress.best_step}
             if progress.best_step >= 0 else None,
             "last_val": progress.last_val or None,
+            "curve": progress.curve,
             "weights": str(job.dir / "g_final.pdparams")}
