@@ -118,6 +118,8 @@ class ValConfig:
     crop_border: Optional[int] = None  # default: scale
     routed: bool = True              # evaluate the assembled bundle at the end
     backend: str = "auto"            # routed evaluation: auto | inference | dygraph
+    curve: bool = True               # keep G at each validation (class*/snapshots/) and
+                                     # compute the routed PSNR-Y / train-time curve at the end
 
 
 @dataclass

@@ -105,6 +105,22 @@ def test_full_run_single_process(tmp_path, train_data):
     summary = json.loads((out / "summary.json").read_text())
     assert [c["status"] for c in summary["classes"]] == ["done"] * 3
     assert summary["routed_val"]["psnr"] > 15
+    # time to quality: per class and routed, PSNR-Y against cumulative train seconds
+    for c in summary["classes"]:
+        assert [p["iteration"] for p in c["curve"]] == [2, 3, 4, 5]  # every 2 + phase ends
+        times = [p["train_seconds"] for p in c["curve"]]
+        assert times == sorted(times) and 0 < times[-1] <= c["train_seconds"]
+        assert c["curve"][-1]["psnr_y"] == pytest.approx(c["last_val"]["psnr"], abs=1e-4)
+    routed = summary["routed_curve"]
+    assert [p["iteration"] for p in routed] == [2, 3, 4, 5]
+    for k, p in enumerate(routed):
+        per_class = [c["curve"][k]["train_seconds"] for c in summary["classes"]]
+        assert p["class_seconds"] == pytest.approx(per_class)
+        assert p["train_seconds"] == pytest.approx(sum(per_class), abs=1e-2)
+    # the last point is the final bundle, scored by the same routed reconstruction
+    assert routed[-1]["psnr_y"] == pytest.approx(summary["routed_val"]["psnr"], abs=1e-3)
+    assert [s for s, _ in read_scalars(out / "vdl" / "routed", "routed/psnr_y")] == [2, 3, 4, 5]
+    assert read_scalars(out / "vdl" / "class0", "val/psnr_y_by_train_seconds")
     from paddle_mmsr.sr.bundle import load_bundle
     from paddle_mmsr.sr.reconstruct import MMSR
     b = load_bundle(out / "bundle")
@@ -271,3 +287,74 @@ def test_loader_workers_give_the_same_batches(train_data):
         (la, ha), (lb, hb) = next(inline), next(workers)
         np.testing.assert_array_equal(la.numpy(), lb.numpy())
         np.testing.assert_array_equal(ha.numpy(), hb.numpy())
+
+
+def test_train_seconds_survive_resume_and_exclude_validation(tmp_path, train_data, monkeypatch):
+    """The time-to-quality curve: cumulative train seconds across a stop/resume,
+    without the time spent validating."""
+    from paddle_mmsr.train import loop
+    from paddle_mmsr.train.checkpoint import load_checkpoint
+    real, pause = loop.validate_generator, 0.4
+
+    def slow_validation(*args, **kw):
+        time.sleep(pause)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(loop, "validate_generator", slow_validation)
+    cfg = tiny_config(train_data, tmp_path / "out", pretrain=3, adversarial=3)
+    calls = {"n": 0}
+
+    def stop_after_four():
+        calls["n"] += 1
+        return calls["n"] > 4
+
+    t0 = time.perf_counter()
+    with pytest.raises(loop.Interrupted):
+        _train_in_process(cfg, stop=stop_after_four)
+    wall_first = time.perf_counter() - t0
+    saved = load_checkpoint(tmp_path / "out/class0/latest.pdckpt")["progress"]
+    assert [p["iteration"] for p in saved["curve"]] == [2, 3, 4]
+    first_s = sum(saved["seconds"].values())
+    assert first_s + 3 * pause <= wall_first  # three validations, none of them counted
+    summary = _train_in_process(cfg, resume="require")
+    curve = summary["curve"]
+    assert [p["iteration"] for p in curve] == [2, 3, 4, 6]
+    assert curve[:3] == saved["curve"]  # kept from the checkpoint, not measured again
+    times = [p["train_seconds"] for p in curve]
+    assert times == sorted(times) and times[3] > times[2] >= first_s - 1e-3
+    assert summary["train_seconds"] >= times[3] > first_s  # continues, not restarted at 0
+    assert summary["train_seconds"] == pytest.approx(
+        sum(ph["seconds"] for ph in summary["phases"].values()), abs=2e-3)
+    snaps = sorted(p.name for p in (tmp_path / "out/class0/snapshots").iterdir())
+    assert snaps == [f"step{i:08d}.pdparams" for i in (2, 3, 4, 6)]
+
+
+def test_changed_split_is_not_silently_reused(tmp_path, train_data):
+    import shutil
+    split = tmp_path / "split"
+    shutil.copytree(train_data / "split", split)
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(
+        train_data, out, pretrain=2, adversarial=0, data={"split": str(split)},
+        val={"dir": None}))
+    cmd = [sys.executable, TOOL, "-c", str(cfg)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = (split / "class1.tsv").read_text().splitlines()
+    (split / "class1.tsv").write_text("\n".join(rows[:-1]) + "\n")  # one sub-image fewer
+    r = subprocess.run(cmd + ["-o", "train.pretrain_iters=3"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0
+    assert "class1: the training split changed since its checkpoint" in r.stderr
+    assert "manifest class1.tsv changed" in r.stderr and "--fresh" in r.stderr
+    assert ckpt_step(out / "class0/latest.pdckpt") == 2  # stopped before training anything
+    meta = yaml.safe_load((split / "split.yaml").read_text())
+    meta["tvat"]["bounds"] = [b + 0.5 for b in meta["tvat"]["bounds"]]
+    (split / "split.yaml").write_text(yaml.safe_dump(meta))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "tvat.bounds" in r.stderr
+    r = subprocess.run(cmd + ["--fresh"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(cmd + ["-o", "train.pretrain_iters=3"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and ckpt_step(out / "class1/latest.pdckpt") == 3

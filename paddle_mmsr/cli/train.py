@@ -38,10 +38,10 @@ def main(argv=None) -> int:
     if a.check:
         print(f"{a.config}: OK ({len(cfg.classes)} classes -> {cfg.output_dir})")
         return 0
-    from paddle_mmsr.train.run import finalize, resolve_jobs, run_training
+    from paddle_mmsr.train.run import assemble_results, resolve_jobs, run_training
     if a.assemble:
         jobs, tvat, split = resolve_jobs(cfg)
-        res = finalize(cfg, jobs, tvat, split)
+        res = assemble_results(cfg, jobs, tvat, split)
         return 0 if res["bundle"] else 1
     resume = "require" if a.resume else "fresh" if a.fresh else "auto"
     try:

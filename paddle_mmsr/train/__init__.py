@@ -3,7 +3,8 @@ ranks of ``paddle.distributed.launch``. Entry point: ``tools/train.py``.
 
 Modules: ``placement`` (rank -> classes, device), ``batches`` (resumable
 batch stream), ``builders`` (networks, optimisers, VGG), ``steps`` (one
-step of each phase), ``loop`` (one class's run), ``checkpoint``,
-``monitor`` (log file, VisualDL, tqdm), ``validate``, ``peers`` (rank status
-files), ``finalize`` (bundle, summary.json), ``run`` (a whole rank's work).
+step of each phase), ``loop`` (one class's run, a ``ClassTrainer``),
+``checkpoint``, ``monitor`` (log file, VisualDL, tqdm), ``validate``,
+``peers`` (rank status files), ``finalize`` (bundle, routed validation,
+summary.json), ``run`` (a whole rank's work; ``assemble_results`` at the end).
 """

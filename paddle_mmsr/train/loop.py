@@ -1,5 +1,11 @@
 """One class's training run: phase 1 (pixel loss), phase 2 (adversarial),
-periodic logging, validation and checkpoints, then the final G export."""
+periodic logging, validation and checkpoints, then the final G export.
+
+``train_class`` sets the run up (networks, optimisers, resume, data) and hands
+it to a ``ClassTrainer``, which holds the state of the run in progress and
+does one thing per method: ``step``, ``log``, ``log_pictures``, ``validate``,
+``checkpoint``.
+"""
 from __future__ import annotations
 
 import json
@@ -17,6 +23,7 @@ from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream
 from paddle_mmsr.train.builders import build_networks, build_optimizers
+from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
                          portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
 from paddle_mmsr.train.monitor import Monitor, side_by_side
@@ -32,6 +39,10 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class SplitChanged(RuntimeError):
+    """The class's training data (TVAT bounds, manifest) differ from its checkpoint's."""
+
+
 @dataclass
 class ClassJob:
     """A class run, resolved from the config."""
@@ -42,14 +53,57 @@ class ClassJob:
     degradation: dict
     dir: Path
     vdl_dir: Path
+    data_id: dict = field(default_factory=dict)  # what a resume must find unchanged
 
     @property
     def name(self) -> str:
         return f"class{self.id}"
 
 
+def data_identity(sources, split: dict | None) -> dict:
+    """The split's TVAT settings and the sha256 of each manifest file in ``sources``:
+    a checkpoint keeps them, and resuming with other values is refused."""
+    from paddle_mmsr.sr.bundle import sha256_file
+    manifests = {str(s): sha256_file(s) for s in map(Path, sources) if s.is_file()}
+    return {"tvat": dict(split["tvat"]) if split else None, "manifests": manifests}
+
+
+def _data_changes(saved: dict, now: dict) -> list[str]:
+    out = []
+    if saved.get("tvat") != now.get("tvat"):
+        old, new = saved.get("tvat") or {}, now.get("tvat") or {}
+        out += [f"tvat.{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)] or ["TVAT settings"]
+    old, new = saved.get("manifests") or {}, now.get("manifests") or {}
+    if sorted(old.values()) != sorted(new.values()):
+        names = sorted({Path(k).name for k in set(old) ^ set(new)}
+                       | {Path(k).name for k in set(old) & set(new) if old[k] != new[k]})
+        out.append(f"manifest {', '.join(names) or '(renamed)'} changed")
+    return out
+
+
+def check_split_unchanged(job: ClassJob, state: dict | None = None) -> None:
+    """Raise SplitChanged if ``job``'s checkpoint was made on other training data."""
+    latest = job.dir / LATEST
+    if state is None:
+        if not latest.exists():
+            return
+        state = load_checkpoint(latest)
+    saved = state.get("data")
+    if saved is None:  # a checkpoint from before this check: nothing to compare
+        return
+    changes = _data_changes(saved, job.data_id)
+    if changes:
+        raise SplitChanged(
+            f"{job.name}: the training split changed since its checkpoint {latest} "
+            f"(step {state['progress']['step']}): {'; '.join(changes)}. Resuming would continue "
+            "a model trained on other data. Start again with --fresh, or train into a new "
+            "output folder (-o output=...).")
+
+
 @dataclass
 class Progress:
+    """Everything about a run's position that a checkpoint keeps."""
     step: int = 0                 # optimisation steps done (phase 1 then phase 2)
     batches: int = 0              # batches drawn from the stream
     best_psnr: float = -1.0       # best val PSNR of the current phase
@@ -57,6 +111,12 @@ class Progress:
     seconds: dict = field(default_factory=lambda: {"pretrain": 0.0, "adversarial": 0.0})
     iters: dict = field(default_factory=lambda: {"pretrain": 0, "adversarial": 0})
     last_val: dict = field(default_factory=dict)
+    curve: list = field(default_factory=list)  # [{train_seconds, iteration, psnr_y}] per validation
+
+    @property
+    def train_seconds(self) -> float:
+        """Cumulative time in training steps (not validation, pictures or checkpoints)."""
+        return sum(self.seconds.values())
 
 
 def phase_of(step: int, pretrain_iters: int) -> str:
@@ -66,7 +126,7 @@ def phase_of(step: int, pretrain_iters: int) -> str:
 # ------------------------------------------------------------ state <-> file
 def _checkpoint_state(nets, opts, progress: Progress, job: ClassJob) -> dict:
     state = {"class_id": job.id, "spec": job.spec, "generator": dict(job.generator),
-             "progress": asdict(progress), "rng": rng_state()}
+             "data": job.data_id, "progress": asdict(progress), "rng": rng_state()}
     for k, net in nets.items():
         if net is not None:
             state[k] = net.state_dict()
@@ -82,6 +142,7 @@ def _restore(state: dict, nets, opts, job: ClassJob) -> Progress:
             f"{job.name}: the checkpoint was made for spec {state.get('spec')} "
             f"{state.get('generator')}, the config asks for {job.spec} {job.generator}; "
             "use another output folder or --fresh")
+    check_split_unchanged(job, state)
     for k, net in nets.items():
         if net is not None and k in state:
             net.set_state_dict(state[k])
@@ -171,6 +232,9 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
             f"{latest} is at step {progress.step}, past this config's {P} + {A} iterations; "
             "raise train.pretrain_iters / adversarial_iters, or use another output folder")
 
+    for it, path in snapshot_steps(job.dir).items():  # from a run this one replaces
+        if it > progress.step:
+            path.unlink()
     mon = Monitor(job.name, job.dir / "log.txt", job.vdl_dir, total, progress.step,
                   progress=cfg.log.progress and console, console=console)
     try:
@@ -190,7 +254,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
             mon.info(f"validation: {len(val_images)} images from {cfg.val.dir}")
         if A > 0 and cfg.loss.content_weight > 0 and progress.step < total and vgg is None:
             raise RuntimeError("phase 2 needs the VGG19 loss network (vgg=None)")
-        _run_steps(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon, stop)
+        ClassTrainer(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon).run(stop)
         g_out = nets["ema"] or nets["g"]
         save_weights(g_out, job.dir / "g_final.pdparams")
         summary = class_summary(cfg, job, progress, time.time() - t_start)
@@ -205,122 +269,172 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         mon.close()
 
 
-def _run_steps(cfg, job, nets, opts, progress: Progress, dataset, val_images, vgg, mon, stop):
-    tc, P = cfg.train, cfg.train.pretrain_iters
-    total = P + tc.adversarial_iters
-    g, d, g_ema = nets["g"], nets["d"], nets["ema"]
-    g.train()
-    if d is not None:
-        d.train()
-    pixel_fn = pixel_loss_fn(cfg.loss.pixel)
-    weights = AdversarialWeights(cfg.loss.content_weight, cfg.loss.adv_weight,
-                                 cfg.loss.pixel_weight)
-    amp = tc.amp and "gpu" in paddle.get_device()
-    if tc.amp and not amp:
-        mon.info("train.amp ignored: mixed precision is used on GPU only")
-    scalers = {k: paddle.amp.GradScaler() if amp else None for k in ("pretrain", "g", "d")}
-    sample_lr, sample_hr = _sample_inputs(val_images, dataset, cfg.scale)
-    crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
-    stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
-                          start=progress.batches, workers=cfg.data.workers)
-    meter = LossMeter()
-    last_save, saved_step = time.time(), progress.step
+class ClassTrainer:
+    """A class run in progress. ``progress`` is the state a checkpoint keeps; the
+    other attributes are rebuilt from the config on resume."""
 
-    def save(reason: str, best: bool = False):
-        nonlocal last_save, saved_step
-        if not _all_finite(g) or (d is not None and not _all_finite(d)):
-            raise NonFiniteLoss(f"{job.name}: non-finite weights at step {progress.step}; "
-                                f"kept the last good checkpoint (step {saved_step})")
-        state = _checkpoint_state(nets, opts, progress, job)
-        save_checkpoint(job.dir / LATEST, state)
-        if best:
-            save_checkpoint(job.dir / BEST, state)
-        last_save, saved_step = time.time(), progress.step
-        mon.info(f"checkpoint at step {progress.step} ({reason})")
+    def __init__(self, cfg, job: ClassJob, nets: dict, opts: dict, progress: Progress,
+                 dataset, val_images: list, vgg, mon: Monitor):
+        tc = cfg.train
+        self.cfg, self.job, self.nets, self.opts = cfg, job, nets, opts
+        self.progress, self.val_images, self.vgg, self.mon = progress, val_images, vgg, mon
+        self.g, self.d, self.g_ema = nets["g"], nets["d"], nets["ema"]
+        self.pretrain_iters = tc.pretrain_iters
+        self.total = tc.pretrain_iters + tc.adversarial_iters
+        self.pixel_fn = pixel_loss_fn(cfg.loss.pixel)
+        self.weights = AdversarialWeights(cfg.loss.content_weight, cfg.loss.adv_weight,
+                                          cfg.loss.pixel_weight)
+        amp = tc.amp and "gpu" in paddle.get_device()
+        if tc.amp and not amp:
+            mon.info("train.amp ignored: mixed precision is used on GPU only")
+        self.scalers = {k: paddle.amp.GradScaler() if amp else None
+                        for k in ("pretrain", "g", "d")}
+        self.sample = _sample_inputs(val_images, dataset, cfg.scale)
+        self.crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
+        self.stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
+                                   start=progress.batches, workers=cfg.data.workers)
+        self.meter = LossMeter()
+        self.last_save = time.time()      # wall clock of the last checkpoint
+        self.saved_step = progress.step   # step of the last good checkpoint
 
-    def validate_now():
-        res = validate_generator(g_ema or g, val_images, cfg.scale, crop_border)
-        progress.last_val = {"step": progress.step, "psnr": res["psnr"], "ssim": res["ssim"]}
-        mon.scalars(progress.step, {"psnr": res["psnr"], "ssim": res["ssim"]}, "val/")
-        if res["sample"] is not None:
-            mon.images(progress.step, "val/bicubic_sr_hr", res["sample"])
-        improved = res["psnr"] > progress.best_psnr
-        if improved:
-            progress.best_psnr, progress.best_step = res["psnr"], progress.step
-        mon.info(f"val step {progress.step}: PSNR-Y {res['psnr']:.3f} dB, SSIM-Y "
-                 f"{res['ssim']:.4f}" + (" (best)" if improved else ""))
-        return improved
+    @property
+    def generator(self):
+        """The generator that is validated and exported (the EMA copy when enabled)."""
+        return self.g_ema or self.g
 
-    def report(phase: str, opt):
-        losses = meter.read()
+    # ------------------------------------------------------------ the loop
+    def run(self, stop=lambda: False) -> None:
+        """Steps until the end of phase 2; ``stop()`` -> checkpoint and Interrupted."""
+        self.g.train()
+        if self.d is not None:
+            self.d.train()
+        while self.progress.step < self.total:
+            if stop():
+                self.checkpoint("stop requested")
+                raise Interrupted(f"{self.job.name}: stopped at step {self.progress.step}")
+            self.after_step(*self.timed_step())
+
+    def timed_step(self) -> tuple[str, bool]:
+        """One step plus its log line, its time added to the phase's train seconds."""
+        t0 = time.perf_counter()
+        phase = self.step()
+        s = self.progress.step
+        end_of_phase = s in (self.pretrain_iters, self.total)
+        if s % self.cfg.log.every == 0 or end_of_phase:
+            self.log(phase)  # reads the losses: waits for the device, so it is counted
+        self.progress.seconds[phase] += time.perf_counter() - t0
+        self.progress.iters[phase] += 1
+        return phase, end_of_phase
+
+    def after_step(self, phase: str, end_of_phase: bool) -> None:
+        """Pictures, validation, checkpoint and flush when they are due (not timed)."""
+        cfg, s = self.cfg, self.progress.step
+        self.log_pictures(phase, end_of_phase)
+        improved = False
+        if self.val_images and (s % cfg.val.every == 0 or end_of_phase):
+            improved = self.validate()
+        if s == self.pretrain_iters and 0 < s < self.total:  # phase 2 keeps its own best
+            self.progress.best_psnr, self.progress.best_step = -1.0, -1
+        minutes = cfg.checkpoint.minutes
+        if (s % cfg.checkpoint.every == 0 or s == self.total or improved or end_of_phase
+                or (minutes > 0 and time.time() - self.last_save > minutes * 60)):
+            if self.meter.n:
+                self.log(phase)
+            self.checkpoint("best" if improved else "interval", best=improved)
+        if s % cfg.log.every == 0:
+            self.mon.flush()
+
+    # ------------------------------------------------------------ the parts
+    def step(self) -> str:
+        """One optimisation step (phase 2: one G and ``d_updates`` D updates)."""
+        p, tc = self.progress, self.cfg.train
+        phase = phase_of(p.step, self.pretrain_iters)
+        lr, hr = next(self.stream)
+        p.batches += 1
+        if phase == "pretrain":
+            opt, sched = self.opts["pretrain"]
+            losses = pretrain_step(self.g, opt, lr, hr, self.pixel_fn, self.scalers["pretrain"])
+            sched.step()
+        else:
+            opt, sched = self.opts["g"]
+            extra = [next(self.stream) for _ in range(tc.d_updates - 1)]
+            p.batches += len(extra)
+            losses = adversarial_step(
+                self.g, self.d, opt, self.opts["d"][0], lr, hr,
+                lambda sr, t: content_loss(self.vgg, sr, t), g_adv_loss, d_loss, self.weights,
+                self.pixel_fn, extra, (self.scalers["g"], self.scalers["d"]))
+            sched.step()
+            self.opts["d"][1].step()
+        if self.g_ema is not None:
+            ema_update(self.g_ema, self.g, tc.ema_decay)
+        p.step += 1
+        self.meter.add(losses)
+        return phase
+
+    def log(self, phase: str) -> None:
+        """Mean losses since the last log: VisualDL, the bar, the log file."""
+        s = self.progress.step
+        losses = self.meter.read()
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
             raise NonFiniteLoss(
-                f"{job.name}: non-finite loss {bad} in {phase} around step {progress.step}; "
-                f"stopped, the last good checkpoint is {job.dir / LATEST} (step {saved_step})")
+                f"{self.job.name}: non-finite loss {bad} in {phase} around step {s}; stopped, "
+                f"the last good checkpoint is {self.job.dir / LATEST} (step {self.saved_step})")
+        opt = self.opts["pretrain" if phase == "pretrain" else "g"][0]
         lr_now = opt.get_lr()
-        mon.scalars(progress.step, losses, "loss/")
-        mon.scalars(progress.step, {"lr": lr_now}, "train/")
-        rate = mon.advance(progress.step, {**{k: f"{v:.4g}" for k, v in losses.items()},
-                                           "lr": f"{lr_now:.2g}"})
-        mon.scalars(progress.step, {"it_per_s": rate}, "train/")
-        mon.log.info(f"step {progress.step} {phase} "
-                     + " ".join(f"{k}={v:.5g}" for k, v in losses.items())
-                     + f" lr={lr_now:.3g} {rate:.3g} it/s")
+        self.mon.scalars(s, losses, "loss/")
+        self.mon.scalars(s, {"lr": lr_now}, "train/")
+        rate = self.mon.advance(s, {**{k: f"{v:.4g}" for k, v in losses.items()},
+                                    "lr": f"{lr_now:.2g}"})
+        self.mon.scalars(s, {"it_per_s": rate}, "train/")
+        self.mon.log.info(f"step {s} {phase} " + " ".join(f"{k}={v:.5g}" for k, v in losses.items())
+                          + f" lr={lr_now:.3g} {rate:.3g} it/s")
 
-    t_mark = time.perf_counter()
-    while progress.step < total:
-        if stop():
-            save("stop requested")
-            raise Interrupted(f"{job.name}: stopped at step {progress.step}")
-        phase = phase_of(progress.step, P)
-        key = "pretrain" if phase == "pretrain" else "g"
-        opt, sched = opts[key]
-        lr, hr = next(stream)
-        progress.batches += 1
-        if phase == "pretrain":
-            losses = pretrain_step(g, opt, lr, hr, pixel_fn, scalers["pretrain"])
-            sched.step()
-        else:
-            extra = [next(stream) for _ in range(tc.d_updates - 1)]
-            progress.batches += len(extra)
-            losses = adversarial_step(
-                g, d, opt, opts["d"][0], lr, hr, lambda sr, t: content_loss(vgg, sr, t),
-                g_adv_loss, d_loss, weights, pixel_fn, extra, (scalers["g"], scalers["d"]))
-            sched.step()
-            opts["d"][1].step()
-        if g_ema is not None:
-            ema_update(g_ema, g, tc.ema_decay)
-        progress.step += 1
-        meter.add(losses)
-        s = progress.step
-        end_of_phase = s in (P, total)
-        if s % cfg.log.every == 0 or end_of_phase:
-            report(phase, opt)
-        now = time.perf_counter()
-        progress.seconds[phase] += now - t_mark
-        progress.iters[phase] += 1
+    def log_pictures(self, phase: str, end_of_phase: bool) -> None:
+        cfg, s = self.cfg, self.progress.step
         if s % cfg.log.images_every == 0 or end_of_phase:
-            mon.images(s, "train/bicubic_sr_hr", _sample_strip(g_ema or g, sample_lr,
-                                                                sample_hr, cfg.scale))
-        if s % cfg.log.histograms_every == 0 or s == total:
-            mon.histograms(s, g, "weights/g/")
-            if d is not None and phase == "adversarial":
-                mon.histograms(s, d, "weights/d/")
-        improved = False
-        if val_images and (s % cfg.val.every == 0 or end_of_phase):
-            improved = validate_now()
-        if s == P and P > 0 and total > P:  # phase 2 keeps its own best
-            progress.best_psnr, progress.best_step = -1.0, -1
-        minutes = cfg.checkpoint.minutes
-        if (s % cfg.checkpoint.every == 0 or s == total or improved or end_of_phase
-                or (minutes > 0 and time.time() - last_save > minutes * 60)):
-            if meter.n:
-                report(phase, opt)
-            save("best" if improved else "interval", best=improved)
-        if s % cfg.log.every == 0:
-            mon.flush()
-        t_mark = time.perf_counter()
+            self.mon.images(s, "train/bicubic_sr_hr",
+                            _sample_strip(self.generator, *self.sample, cfg.scale))
+        if s % cfg.log.histograms_every == 0 or s == self.total:
+            self.mon.histograms(s, self.g, "weights/g/")
+            if self.d is not None and phase == "adversarial":
+                self.mon.histograms(s, self.d, "weights/d/")
+
+    def validate(self) -> bool:
+        """PSNR/SSIM-Y on the val images; True when the phase's best improved."""
+        p = self.progress
+        res = validate_generator(self.generator, self.val_images, self.cfg.scale,
+                                 self.crop_border)
+        p.last_val = {"step": p.step, "psnr": res["psnr"], "ssim": res["ssim"]}
+        p.curve.append({"train_seconds": round(p.train_seconds, 3), "iteration": p.step,
+                        "psnr_y": round(res["psnr"], 4)})
+        self.mon.scalars(p.step, {"psnr": res["psnr"], "ssim": res["ssim"]}, "val/")
+        # the same PSNR-Y with training seconds as the step axis (time to quality)
+        self.mon.scalars(int(round(p.train_seconds)), {"psnr_y_by_train_seconds": res["psnr"]},
+                         "val/")
+        if self.cfg.val.curve:  # the routed curve puts these together after the last class
+            save_weights(self.generator, snapshot_path(self.job.dir, p.step))
+        if res["sample"] is not None:
+            self.mon.images(p.step, "val/bicubic_sr_hr", res["sample"])
+        improved = res["psnr"] > p.best_psnr
+        if improved:
+            p.best_psnr, p.best_step = res["psnr"], p.step
+        self.mon.info(f"val step {p.step}: PSNR-Y {res['psnr']:.3f} dB, SSIM-Y "
+                      f"{res['ssim']:.4f}" + (" (best)" if improved else ""))
+        return improved
+
+    def checkpoint(self, reason: str, best: bool = False) -> None:
+        """latest.pdckpt (and best.pdckpt), refused when the weights went non-finite."""
+        p = self.progress
+        if not _all_finite(self.g) or (self.d is not None and not _all_finite(self.d)):
+            raise NonFiniteLoss(f"{self.job.name}: non-finite weights at step {p.step}; "
+                                f"kept the last good checkpoint (step {self.saved_step})")
+        state = _checkpoint_state(self.nets, self.opts, p, self.job)
+        save_checkpoint(self.job.dir / LATEST, state)
+        if best:
+            save_checkpoint(self.job.dir / BEST, state)
+        self.last_save, self.saved_step = time.time(), p.step
+        self.mon.info(f"checkpoint at step {p.step} ({reason})")
 
 
 def class_summary(cfg, job: ClassJob, progress: Progress, wall: float) -> dict:
@@ -333,9 +447,10 @@ def class_summary(cfg, job: ClassJob, progress: Progress, wall: float) -> dict:
     return {"class": job.id, "spec": job.spec, "generator": job.generator,
             "steps": progress.step, "batch_size": cfg.data.batch_size, "crop": cfg.data.crop,
             "device": paddle.get_device(), "phases": phases,
-            "train_seconds": round(sum(progress.seconds.values()), 3),
+            "train_seconds": round(progress.train_seconds, 3),
             "wall_seconds_this_session": round(wall, 3),
             "best_val": {"psnr": progress.best_psnr, "step": progress.best_step}
             if progress.best_step >= 0 else None,
             "last_val": progress.last_val or None,
+            "curve": progress.curve,
             "weights": str(job.dir / "g_final.pdparams")}

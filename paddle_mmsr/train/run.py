@@ -48,7 +48,7 @@ def read_split(split_dir) -> dict:
 
 def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
     """One ClassJob per class, the TVAT settings and the split info (or None)."""
-    from paddle_mmsr.train.loop import ClassJob
+    from paddle_mmsr.train.loop import ClassJob, data_identity
     out = cfg.output_dir
     split, degradation = None, None
     n = len(cfg.classes)
@@ -78,7 +78,8 @@ def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
             sources = list(cfg.data.sources)
         jobs.append(ClassJob(id=i, spec=c.spec, generator=cfg.generator_options(i),
                              sources=sources, degradation=degradation or {},
-                             dir=out / f"class{i}", vdl_dir=out / "vdl" / f"class{i}"))
+                             dir=out / f"class{i}", vdl_dir=out / "vdl" / f"class{i}",
+                             data_id=data_identity(sources, split)))
     return jobs, tvat, split
 
 
@@ -117,6 +118,10 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
         log(f"{prefix} no class to train ({len(jobs)} classes on {info.world_size} ranks; "
             "extra ranks idle). Exiting.")
         return 0
+    if resume != "fresh":  # before any training: a changed split stops the run
+        from paddle_mmsr.train.loop import check_split_unchanged
+        for c in mine:
+            check_split_unchanged(jobs[c])
     device = _setup_device(cfg, info)
     log(f"{prefix} device {device}, classes {mine} "
         f"({', '.join(jobs[c].spec for c in mine)}) -> {out}")
@@ -164,7 +169,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
                                        log=lambda m: log(f"{prefix} {m}"))
                 lost = [c for c in range(len(jobs)) if peers.get(owner_of(c, info.world_size),
                                                                  True) is None]
-            finalize(cfg, jobs, tvat, split, info, device, lost=lost,
+            assemble_results(cfg, jobs, tvat, split, info, device, lost=lost,
                      log=lambda m: log(f"{prefix} {m}"))
             status.set_phase("finalized")
         elif failed:  # stay alive until rank 0 is done, else the launcher kills it
@@ -175,7 +180,21 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     return 1 if failed else 0
 
 
-def finalize(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), log=print) -> dict:
+def _routed_curve(cfg, jobs, classes, tvat, device, log):
+    """PSNR-Y of the routed system against training seconds (see train/curves.py)."""
+    from paddle_mmsr.train.curves import routed_curve, write_routed_vdl
+    try:
+        points = routed_curve(cfg.output_dir, jobs, {c: v.get("curve") for c, v in classes.items()},
+                              tvat, cfg.scale, cfg.val,
+                              "gpu" if device.startswith("gpu") else "cpu", log)
+        write_routed_vdl(cfg.output_dir / "vdl" / "routed", points)
+        return points
+    except Exception as e:  # the bundle stays valid; report the problem
+        log(f"routed curve failed: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), log=print) -> dict:
     """Bundle (if every class is done), routed validation, summary.json.
 
     ``lost``: classes whose rank vanished (their files may be from an older run).
@@ -214,6 +233,8 @@ def finalize(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), lo
             except Exception as e:  # the bundle stays valid; report the problem
                 result["routed_val"] = {"error": f"{type(e).__name__}: {e}"}
                 log(f"routed validation failed: {e}")
+        if cfg.val.dir and cfg.val.curve:
+            result["routed_curve"] = _routed_curve(cfg, jobs, classes, tvat, device, log)
     else:
         bad = {c: v["status"] for c, v in classes.items() if v["status"] != "done"}
         log(f"bundle NOT assembled: classes {bad}")
