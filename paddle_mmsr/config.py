@@ -16,6 +16,8 @@ from typing import Optional
 
 import yaml
 
+from paddle_mmsr.data.tvat import TVATSettings
+
 __all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides"]
 
 
@@ -63,14 +65,6 @@ class ClassConfig:
 class ModelConfig:
     generator: GeneratorOptions = field(default_factory=GeneratorOptions)
     discriminator_channels: int = 64
-
-
-@dataclass
-class TVATConfig:
-    tau: float = 5.0
-    norm: float = 1e4
-    value_max: float = 255.0
-    bounds: list = field(default_factory=list)
 
 
 @dataclass
@@ -144,7 +138,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     classes: list = field(default_factory=lambda: [ClassConfig()])
-    tvat: Optional[TVATConfig] = None  # only without a split (taken from split.yaml otherwise)
+    tvat: Optional[TVATSettings] = None  # only without a split (taken from split.yaml otherwise)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -249,7 +243,10 @@ def _build(cls, raw, where: str = ""):
         if choices and kwargs[key] not in choices:
             raise ConfigError(f"{path}: {kwargs[key]!r} is not one of {choices}"
                               f"{_suggest(str(kwargs[key]), choices)}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a dataclass's own check (e.g. TVAT bounds)
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 # -------------------------------------------------------------- overrides
@@ -335,9 +332,12 @@ def _check(cfg: Config) -> Config:
     if d.split is None and len(cfg.classes) > 1:
         if not all(c.sources for c in cfg.classes):
             errors.append("without data.split, every class needs its own classes.N.sources")
-        if cfg.tvat is None or len(cfg.tvat.bounds) != len(cfg.classes) - 1:
+        if cfg.tvat is None:
             errors.append(f"without data.split, tvat.bounds must hold {len(cfg.classes) - 1} "
                           "class bounds")
+    if d.split is None and cfg.tvat is not None and cfg.tvat.n_classes != len(cfg.classes):
+        errors.append(f"tvat.bounds: {len(cfg.classes)} classes need {len(cfg.classes) - 1} "
+                      f"class bounds, got {cfg.tvat.bounds}")
     t = cfg.train
     if t.pretrain_iters < 0 or t.adversarial_iters < 0:
         errors.append("train: iteration counts must be >= 0")
