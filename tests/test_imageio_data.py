@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from paddle_mmsr.data.dataset import SRDataset, read_manifest, write_manifest
-from paddle_mmsr.image.io import ImageReadError, read_image, to_rgb_float, write_image
+from paddle_mmsr.image.io import ImageReadError, read_image, to_float, to_uint, write_image
 
 
 def test_roundtrip_kinds(tmp_path, photos):
@@ -48,9 +48,12 @@ def test_bad_files_have_clear_errors(tmp_path):
             read_image(tmp_path / name)
 
 
-def test_to_rgb_float():
-    g16 = np.full((2, 2), 65535, np.uint16)
-    assert to_rgb_float(g16).shape == (2, 2, 3) and to_rgb_float(g16).max() == 1.0
+def test_to_float_and_back():
+    g16 = np.array([[0, 65535]], np.uint16)
+    assert to_float(g16).tolist() == [[0.0, 1.0]] and to_float(g16).dtype == np.float32
+    rgb = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(to_uint(to_float(rgb)), rgb)
+    assert np.array_equal(to_uint(to_float(g16), np.uint16), g16)
 
 
 def test_dataset_crops_and_lr(tmp_path, photos):

@@ -40,8 +40,8 @@ def main(argv=None):
     for d in hr_dirs:
         if not Path(d).is_dir():
             p.error(f"{d}: not a folder")
-    if a.sub_size % a.scale or a.step <= 0:
-        p.error("--sub-size must be a multiple of --scale and --step positive")
+    if a.sub_size % a.scale or not 0 < a.step <= a.sub_size:
+        p.error("--sub-size must be a multiple of --scale, and --step in 1..--sub-size")
     tv = TVATSettings(tau=a.tau, norm=a.norm, bounds=a.bounds if a.bounds is not None else [2.0, 4.0])
     info = split_folder(hr_dirs, out_dir, scale=a.scale, sub_size=a.sub_size, step=a.step,
                         n_calibrate=a.calibrate, tvat=tv, degradation=Degradation(kernel=a.degradation),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.image.resize import imresize
 from paddle_mmsr.train.monitor import side_by_side
 
@@ -30,7 +30,7 @@ def load_pairs(pairs, scale: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
 @paddle.no_grad()
 def upscale(g, lr: np.ndarray) -> np.ndarray:
     """uint8 HxWx3 LR -> uint8 SR through generator ``g`` (eval mode)."""
-    x = paddle.to_tensor(lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    x = paddle.to_tensor(to_float(lr).transpose(2, 0, 1)[None])
     y = g(x)[0].clip(0, 1).numpy().transpose(1, 2, 0)
     return to_uint(y)
 
