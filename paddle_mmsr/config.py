@@ -17,8 +17,14 @@ from typing import Optional
 import yaml
 
 from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.image.resize import KERNELS
+from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.sr.inference import BACKENDS
+from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
 
-__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides"]
+__all__ = ["ConfigError", "Config", "DEVICES", "load_config", "parse_config", "apply_overrides"]
+
+DEVICES = ("auto",) + RUN_DEVICES  # training: auto = gpu when Paddle sees one
 
 
 class ConfigError(ValueError):
@@ -159,11 +165,11 @@ class Config:
 
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
 _CHOICES = {
-    (GeneratorOptions, "form"): ("srgan", "fast"),
-    (DegradationConfig, "kernel"): ("bicubic", "bilinear"),
-    (Config, "device"): ("auto", "cpu", "gpu"),
+    (GeneratorOptions, "form"): FORMS,
+    (DegradationConfig, "kernel"): KERNELS,
+    (Config, "device"): DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
-    (ValConfig, "backend"): ("auto", "inference", "dygraph"),
+    (ValConfig, "backend"): BACKENDS,
 }
 
 

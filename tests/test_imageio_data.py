@@ -85,3 +85,17 @@ def test_manifest_roundtrip(tmp_path, photos):
     assert ds[0][1].shape == (3, 64, 64)
     with pytest.raises(FileNotFoundError):
         SRDataset([tmp_path / "nope.tsv"])
+
+
+def test_side_by_side_pads_labels_and_zooms():
+    from paddle_mmsr.image.panels import outline, side_by_side
+    a, b = np.zeros((10, 6, 3), np.uint8), np.zeros((8, 5, 3), np.uint8)
+    strip = side_by_side(a, b, gap=2)
+    assert strip.shape == (10, 6 + 2 + 5, 3) and (strip[8:, 8:] == 255).all()
+    labelled = side_by_side(a, b, labels=["LR", "SR"], zoom=2)
+    assert labelled.shape[0] == 20 + 16 and labelled.shape[1] == 12 + 4 + 10
+    assert (labelled[:16] < 255).any()  # the label text is drawn
+    with pytest.raises(ValueError, match="2 images but 1 labels"):
+        side_by_side(a, b, labels=["x"])
+    framed = outline(np.zeros((20, 20, 3), np.uint8), 5, 5, 10)
+    assert framed[5, 5:15].tolist() == [[255, 220, 0]] * 10 and framed[10, 10].tolist() == [0, 0, 0]

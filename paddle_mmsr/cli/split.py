@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.resize import KERNELS
 from paddle_mmsr.data.split import split_folder
 from paddle_mmsr.data.tvat import TVATSettings
 
@@ -32,7 +33,7 @@ def main(argv=None):
     g.add_argument("--calibrate", type=int, metavar="N", help="choose bounds for N equal-sized classes")
     p.add_argument("--tau", type=float, default=5.0, help="VSP threshold on the 0-255 scale")
     p.add_argument("--norm", type=float, default=1e4, help="TVAT normalisation divisor")
-    p.add_argument("--degradation", default="bicubic", choices=["bicubic", "bilinear"])
+    p.add_argument("--degradation", default="bicubic", choices=KERNELS)
     a = p.parse_args(argv)
     if len(a.paths) < 2:
         p.error("give at least one HR folder and the output folder")

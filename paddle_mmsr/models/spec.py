@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+FORMS = ("srgan", "fast")  # generator forms, see models/generator.py
 _SPEC = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import paddle
 from paddle import nn
 
+from paddle_mmsr import user_cache
+
 __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
            "LAYER_NAMES", "default_weights_paths"]
 
@@ -32,7 +34,8 @@ _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 ENV_VAR = "PADDLE_MMSR_VGG19"
-REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / "vgg19_features.pdparams"
+WEIGHTS_FILE = "vgg19_features.pdparams"
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / WEIGHTS_FILE
 HINT = ("run `python tools/get_vgg19.py` (writes ~/.cache/paddle_mmsr/"
         f"vgg19_features.pdparams), set ${ENV_VAR}, or pass weights=PATH")
 
@@ -108,7 +111,7 @@ def default_weights_paths() -> list:
     paths = []
     if os.environ.get(ENV_VAR):
         paths.append(Path(os.environ[ENV_VAR]).expanduser())
-    paths.append(Path(os.path.expanduser("~")) / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams")
+    paths.append(user_cache() / WEIGHTS_FILE)
     paths.append(REPO_WEIGHTS)
     return paths
 

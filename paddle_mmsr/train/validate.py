@@ -6,7 +6,7 @@ import paddle
 
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.train.monitor import side_by_side
+from paddle_mmsr.image.panels import side_by_side
 
 
 def val_pairs(root, scale: int, max_images: int = 0) -> list:
