@@ -3,7 +3,7 @@
 Unknown or mistyped keys are refused with the closest valid key suggested;
 values are type-checked. ``-o a.b=c`` overrides are applied to the raw YAML
 before validation (values parsed as YAML, list items addressed by index:
-``-o classes.0.spec=8-6``). This module does not import paddle.
+``-o classes.0.spec=8-6``). No Paddle (tests/test_paddle_free.py).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import yaml
 
 from paddle_mmsr.data.tvat import TVATSettings
 from paddle_mmsr.image.resize import KERNELS
-from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.models.spec import FORMS, LAYER_NAMES, ModelSpec
 from paddle_mmsr.sr.inference import BACKENDS
 from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
 
@@ -300,7 +300,6 @@ def apply_overrides(raw: dict, overrides) -> dict:
 
 # -------------------------------------------------------------- semantics
 def _check(cfg: Config) -> Config:
-    from paddle_mmsr.models.spec import ModelSpec
     errors = []
     if cfg.scale not in (2, 3, 4):
         errors.append(f"scale: must be 2, 3 or 4, got {cfg.scale}")
@@ -363,7 +362,6 @@ def _check(cfg: Config) -> Config:
                           f"got {o.milestones}")
     lo = cfg.loss
     if t.adversarial_iters > 0 and lo.content_weight > 0:
-        from paddle_mmsr.models.vgg import LAYER_NAMES  # noqa: imports paddle only here
         if lo.vgg_layer not in LAYER_NAMES:
             errors.append(f"loss.vgg_layer: unknown layer {lo.vgg_layer!r}"
                           f"{_suggest(lo.vgg_layer, LAYER_NAMES)}")
