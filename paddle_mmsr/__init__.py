@@ -1,7 +1,15 @@
 """paddle-mmsr: multi-model, TVAT-routed SRGAN super-resolution in PaddlePaddle."""
+from pathlib import Path
+
 __version__ = "0.1.0"
 
-__all__ = ["MMSR", "__version__"]
+__all__ = ["MMSR", "__version__", "user_cache"]
+
+
+def user_cache() -> Path:
+    """The package's user cache folder, ``~/.cache/paddle_mmsr``: the converted
+    VGG19 weights and the Paddle Inference exports of read-only bundles."""
+    return Path.home() / ".cache" / "paddle_mmsr"
 
 
 def __getattr__(name):  # lazy: importing the package does not import paddle

@@ -3,7 +3,7 @@
 Unknown or mistyped keys are refused with the closest valid key suggested;
 values are type-checked. ``-o a.b=c`` overrides are applied to the raw YAML
 before validation (values parsed as YAML, list items addressed by index:
-``-o classes.0.spec=8-6``). This module does not import paddle.
+``-o classes.0.spec=8-6``). No Paddle (tests/test_paddle_free.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ from typing import Optional
 
 import yaml
 
-__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides"]
+from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.image.resize import KERNELS
+from paddle_mmsr.models.spec import FORMS, LAYER_NAMES, ModelSpec
+from paddle_mmsr.sr.inference import BACKENDS
+from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
+
+__all__ = ["ConfigError", "Config", "DEVICES", "load_config", "parse_config", "apply_overrides"]
+
+DEVICES = ("auto",) + RUN_DEVICES  # training: auto = gpu when Paddle sees one
 
 
 class ConfigError(ValueError):
@@ -63,14 +71,6 @@ class ClassConfig:
 class ModelConfig:
     generator: GeneratorOptions = field(default_factory=GeneratorOptions)
     discriminator_channels: int = 64
-
-
-@dataclass
-class TVATConfig:
-    tau: float = 5.0
-    norm: float = 1e4
-    value_max: float = 255.0
-    bounds: list = field(default_factory=list)
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     classes: list = field(default_factory=lambda: [ClassConfig()])
-    tvat: Optional[TVATConfig] = None  # only without a split (taken from split.yaml otherwise)
+    tvat: Optional[TVATSettings] = None  # only without a split (taken from split.yaml otherwise)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -167,11 +167,11 @@ class Config:
 
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
 _CHOICES = {
-    (GeneratorOptions, "form"): ("srgan", "fast"),
-    (DegradationConfig, "kernel"): ("bicubic", "bilinear"),
-    (Config, "device"): ("auto", "cpu", "gpu"),
+    (GeneratorOptions, "form"): FORMS,
+    (DegradationConfig, "kernel"): KERNELS,
+    (Config, "device"): DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
-    (ValConfig, "backend"): ("auto", "inference", "dygraph"),
+    (ValConfig, "backend"): BACKENDS,
 }
 
 
@@ -251,7 +251,10 @@ def _build(cls, raw, where: str = ""):
         if choices and kwargs[key] not in choices:
             raise ConfigError(f"{path}: {kwargs[key]!r} is not one of {choices}"
                               f"{_suggest(str(kwargs[key]), choices)}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a dataclass's own check (e.g. TVAT bounds)
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 # -------------------------------------------------------------- overrides
@@ -299,7 +302,6 @@ def apply_overrides(raw: dict, overrides) -> dict:
 
 # -------------------------------------------------------------- semantics
 def _check(cfg: Config) -> Config:
-    from paddle_mmsr.models.spec import ModelSpec
     errors = []
     if cfg.scale not in (2, 3, 4):
         errors.append(f"scale: must be 2, 3 or 4, got {cfg.scale}")
@@ -337,9 +339,12 @@ def _check(cfg: Config) -> Config:
     if d.split is None and len(cfg.classes) > 1:
         if not all(c.sources for c in cfg.classes):
             errors.append("without data.split, every class needs its own classes.N.sources")
-        if cfg.tvat is None or len(cfg.tvat.bounds) != len(cfg.classes) - 1:
+        if cfg.tvat is None:
             errors.append(f"without data.split, tvat.bounds must hold {len(cfg.classes) - 1} "
                           "class bounds")
+    if d.split is None and cfg.tvat is not None and cfg.tvat.n_classes != len(cfg.classes):
+        errors.append(f"tvat.bounds: {len(cfg.classes)} classes need {len(cfg.classes) - 1} "
+                      f"class bounds, got {cfg.tvat.bounds}")
     t = cfg.train
     if t.pretrain_iters < 0 or t.adversarial_iters < 0:
         errors.append("train: iteration counts must be >= 0")
@@ -359,7 +364,6 @@ def _check(cfg: Config) -> Config:
                           f"got {o.milestones}")
     lo = cfg.loss
     if t.adversarial_iters > 0 and lo.content_weight > 0:
-        from paddle_mmsr.models.vgg import LAYER_NAMES  # noqa: imports paddle only here
         if lo.vgg_layer not in LAYER_NAMES:
             errors.append(f"loss.vgg_layer: unknown layer {lo.vgg_layer!r}"
                           f"{_suggest(lo.vgg_layer, LAYER_NAMES)}")

@@ -48,15 +48,15 @@ def busiest_window(img: np.ndarray, size: int) -> tuple[int, int]:
 
 def show_side_by_side(images: dict, crop=None, crop_size: int = 96, width: float = 16.0,
                       title: str | None = None):
-    """Show same-size images in one row, with a zoomed crop of each below.
+    """Show same-size images in one row (:func:`paddle_mmsr.image.panels.side_by_side`),
+    then a zoomed crop of each below.
 
     ``images``: {label: HxWx3 uint8}, all the same size (show an LR image
     through :func:`nearest_up`). ``crop``: (y, x) of the zoomed window; by
     default the busiest window of the last image. ``width``: figure width
-    in inches at most.
+    in inches.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    from paddle_mmsr.image.panels import outline, side_by_side
     labels, pics = list(images), list(images.values())
     shapes = {p.shape[:2] for p in pics}
     if len(shapes) != 1:
@@ -64,24 +64,12 @@ def show_side_by_side(images: dict, crop=None, crop_size: int = 96, width: float
     h, w = pics[0].shape[:2]
     crop_size = min(crop_size, h, w)
     y, x = crop if crop is not None else busiest_window(pics[-1], crop_size)
-    n = len(pics)
-    col = min(4.0, width / n)  # inches per column
-    fig, axes = plt.subplots(2, n, figsize=(col * n, col * (h / w + 1) + 0.8),
-                             squeeze=False, gridspec_kw={"height_ratios": [h / w, 1]})
-    for i, (label, pic) in enumerate(zip(labels, pics)):
-        top, bottom = axes[0, i], axes[1, i]
-        top.imshow(pic)
-        top.add_patch(Rectangle((x, y), crop_size, crop_size, fill=False, color="yellow", lw=1.5))
-        top.set_title(label)
-        bottom.imshow(pic[y:y + crop_size, x:x + crop_size], interpolation="nearest")
-        bottom.set_title(f"{label} (zoom)", fontsize=9)
-        for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    plt.show()
+    show_image(side_by_side(*(outline(p, y, x, crop_size) for p in pics), labels=labels),
+               title, width=width)
+    zoom = max(1, w // crop_size)
+    show_image(side_by_side(*(p[y:y + crop_size, x:x + crop_size] for p in pics), zoom=zoom,
+                            labels=[f"{label} (zoom x{zoom})" for label in labels]),
+               None, width=width)
 
 
 def show_image(img, title: str | None = None, width: float = 8.0):

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from paddle_mmsr.data.dataset import SRDataset, read_manifest, write_manifest
-from paddle_mmsr.image.io import ImageReadError, read_image, to_rgb_float, write_image
+from paddle_mmsr.image.io import ImageReadError, read_image, to_float, to_uint, write_image
 
 
 def test_roundtrip_kinds(tmp_path, photos):
@@ -48,9 +48,12 @@ def test_bad_files_have_clear_errors(tmp_path):
             read_image(tmp_path / name)
 
 
-def test_to_rgb_float():
-    g16 = np.full((2, 2), 65535, np.uint16)
-    assert to_rgb_float(g16).shape == (2, 2, 3) and to_rgb_float(g16).max() == 1.0
+def test_to_float_and_back():
+    g16 = np.array([[0, 65535]], np.uint16)
+    assert to_float(g16).tolist() == [[0.0, 1.0]] and to_float(g16).dtype == np.float32
+    rgb = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(to_uint(to_float(rgb)), rgb)
+    assert np.array_equal(to_uint(to_float(g16), np.uint16), g16)
 
 
 def test_dataset_crops_and_lr(tmp_path, photos):
@@ -82,3 +85,17 @@ def test_manifest_roundtrip(tmp_path, photos):
     assert ds[0][1].shape == (3, 64, 64)
     with pytest.raises(FileNotFoundError):
         SRDataset([tmp_path / "nope.tsv"])
+
+
+def test_side_by_side_pads_labels_and_zooms():
+    from paddle_mmsr.image.panels import outline, side_by_side
+    a, b = np.zeros((10, 6, 3), np.uint8), np.zeros((8, 5, 3), np.uint8)
+    strip = side_by_side(a, b, gap=2)
+    assert strip.shape == (10, 6 + 2 + 5, 3) and (strip[8:, 8:] == 255).all()
+    labelled = side_by_side(a, b, labels=["LR", "SR"], zoom=2)
+    assert labelled.shape[0] == 20 + 16 and labelled.shape[1] == 12 + 4 + 10
+    assert (labelled[:16] < 255).any()  # the label text is drawn
+    with pytest.raises(ValueError, match="2 images but 1 labels"):
+        side_by_side(a, b, labels=["x"])
+    framed = outline(np.zeros((20, 20, 3), np.uint8), 5, 5, 10)
+    assert framed[5, 5:15].tolist() == [[255, 220, 0]] * 10 and framed[10, 10].tolist() == [0, 0, 0]

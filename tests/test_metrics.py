@@ -161,6 +161,21 @@ def test_evaluate_layouts_agree_and_errors(tmp_path, photos):
         evaluate_dir(a["data_dir"], lambda lr: lr, progress=False)
 
 
+def test_training_validation_scores_like_the_folder_evaluation(tmp_path, photos):
+    """One evaluation: train/validate.py gives evaluate_dir's numbers and refuses
+    an output of the wrong size the same way."""
+    pytest.importorskip("paddle")
+    from paddle_mmsr.train.validate import load_pairs, val_pairs, validate
+    d = _make_set(tmp_path, photos, "same_name")
+    ref = evaluate_dir(d, bicubic_upscaler(4), progress=False)
+    res = validate(bicubic_upscaler(4), load_pairs(val_pairs(d, 4), 4), 4, 4)
+    assert res["psnr"] == ref["mean"]["psnr"] and res["ssim"] == ref["mean"]["ssim"]
+    assert res["per_image"]["coffee"][0] == ref["images"][1]["psnr"]
+    assert res["sample"].dtype == np.uint8 and res["sample"].shape[0] == 192
+    with pytest.raises(ValueError, match="coffee: the upscaler returned shape"):
+        validate(lambda lr: imresize(lr, 4)[:-4], load_pairs(val_pairs(d, 4), 4)[1:], 4, 4)
+
+
 def test_evaluate_tool(tmp_path, photos):
     d = _make_set(tmp_path, photos, "set5")
     out = tmp_path / "res.json"

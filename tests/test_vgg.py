@@ -141,7 +141,8 @@ def test_fold_matches_caffe_preprocessing(raw_bin):
     fw, fb = tool.fold_caffe_input(w, b)
     x = _photo("astronaut", 32)[None].transpose(0, 3, 1, 2)  # RGB [0,1]
     caffe = x[:, ::-1] * 255.0 - tool.CAFFE_MEAN_BGR[None, :, None, None]
-    norm = (x - tool.IMAGENET_MEAN[None, :, None, None]) / tool.IMAGENET_STD[None, :, None, None]
+    mean, std = np.array(vggmod.IMAGENET_MEAN), np.array(vggmod.IMAGENET_STD)
+    norm = (x - mean[None, :, None, None]) / std[None, :, None, None]
     conv = paddle.nn.functional.conv2d
     ref = conv(paddle.to_tensor(caffe.astype("float32")), paddle.to_tensor(w),
                paddle.to_tensor(b), padding=1).numpy()

@@ -25,6 +25,7 @@ import numpy as np
 
 from paddle_mmsr.metrics.evaluate import evaluate_dir
 from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.sr.inference import BACKENDS
 
 
 def timed(fn, log: list):
@@ -181,7 +182,7 @@ def main(argv=None):
     p.add_argument("--single", help="single-model (16-8) bundle folder")
     p.add_argument("--data", nargs="+", required=True, help="folders with HR/ (and LR_bicubic_X4/)")
     p.add_argument("--train-summary", nargs="*", default=[], help="summary.json of training runs")
-    p.add_argument("--backend", default="inference", choices=["inference", "dygraph", "auto"])
+    p.add_argument("--backend", default="inference", choices=BACKENDS)
     p.add_argument("--no-niqe", action="store_true")
     p.add_argument("--out", help="write the Markdown report here")
     p.add_argument("--plot", help="write a quality-vs-time PNG here")

@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from paddle_mmsr import MMSR
 from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+from paddle_mmsr.image.panels import side_by_side
 from paddle_mmsr.metrics.psnr_ssim import psnr
 from paddle_mmsr.notebook import busiest_window, crop_to_multiple, nearest_up
 from paddle_mmsr.image.resize import imresize
@@ -37,15 +35,10 @@ def main(argv=None):
     panels["original"] = hr
     y, x = map(int, a.crop.split(",")) if a.crop else busiest_window(hr, a.size)
     s = a.size
-    tiles = []
-    for name, img in panels.items():
-        im = Image.fromarray(np.ascontiguousarray(img[y:y + s, x:x + s])).resize((2 * s, 2 * s), Image.NEAREST)
-        canvas = Image.new("RGB", (2 * s, 2 * s + 18), "white")
-        canvas.paste(im, (0, 18))
-        label = name if name in ("LR (nearest)", "original") else f"{name} {psnr(img, hr, crop_border=4):.2f} dB"
-        ImageDraw.Draw(canvas).text((3, 3), label, fill="black")
-        tiles.append(np.asarray(canvas))
-    write_image(a.out, np.concatenate(tiles, axis=1))
+    labels = [name if name in ("LR (nearest)", "original") else
+              f"{name} {psnr(img, hr, crop_border=4):.2f} dB" for name, img in panels.items()]
+    crops = [img[y:y + s, x:x + s] for img in panels.values()]
+    write_image(a.out, side_by_side(*crops, labels=labels, zoom=2))
     print(f"wrote {a.out} (crop at y={y}, x={x}, {s} px, shown x2)")
     return 0
 

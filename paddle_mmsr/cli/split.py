@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.resize import KERNELS
 from paddle_mmsr.data.split import split_folder
 from paddle_mmsr.data.tvat import TVATSettings
 
@@ -32,7 +33,7 @@ def main(argv=None):
     g.add_argument("--calibrate", type=int, metavar="N", help="choose bounds for N equal-sized classes")
     p.add_argument("--tau", type=float, default=5.0, help="VSP threshold on the 0-255 scale")
     p.add_argument("--norm", type=float, default=1e4, help="TVAT normalisation divisor")
-    p.add_argument("--degradation", default="bicubic", choices=["bicubic", "bilinear"])
+    p.add_argument("--degradation", default="bicubic", choices=KERNELS)
     a = p.parse_args(argv)
     if len(a.paths) < 2:
         p.error("give at least one HR folder and the output folder")
@@ -40,8 +41,8 @@ def main(argv=None):
     for d in hr_dirs:
         if not Path(d).is_dir():
             p.error(f"{d}: not a folder")
-    if a.sub_size % a.scale or a.step <= 0:
-        p.error("--sub-size must be a multiple of --scale and --step positive")
+    if a.sub_size % a.scale or not 0 < a.step <= a.sub_size:
+        p.error("--sub-size must be a multiple of --scale, and --step in 1..--sub-size")
     tv = TVATSettings(tau=a.tau, norm=a.norm, bounds=a.bounds if a.bounds is not None else [2.0, 4.0])
     info = split_folder(hr_dirs, out_dir, scale=a.scale, sub_size=a.sub_size, step=a.step,
                         n_calibrate=a.calibrate, tvat=tv, degradation=Degradation(kernel=a.degradation),

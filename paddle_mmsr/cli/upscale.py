@@ -19,6 +19,9 @@ import time
 import warnings
 from pathlib import Path
 
+from paddle_mmsr.sr.inference import BACKENDS, DEVICES
+from paddle_mmsr.sr.route import ROUTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
@@ -35,11 +38,11 @@ def parse_args(argv=None):
                     help="bundle folder (default: %(default)s)")
     ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
-    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--device", choices=DEVICES, default="cpu")
     ap.add_argument("--tensorrt", action="store_true", help="with --device gpu: use TensorRT")
-    ap.add_argument("--backend", choices=("auto", "inference", "dygraph"), default="auto",
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="auto: Paddle Inference, dygraph if export fails")
-    ap.add_argument("--routing", choices=("tvat", "single"), default="tvat",
+    ap.add_argument("--routing", choices=ROUTINGS, default="tvat",
                     help="single: the largest model on every tile (for comparison)")
     ap.add_argument("--routing-map", metavar="PATH",
                     help="also draw which model handled each tile: an image file for one input, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from paddle_mmsr.image.degrade import Degradation
-from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb8
+from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_float, to_rgb8
 from paddle_mmsr.data.manifest import read_manifest, write_manifest  # noqa: F401 (re-exported)
 
 try:
@@ -115,4 +115,4 @@ def _peek_shape(path):
 
 
 def _chw(img: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(to_float(img).transpose(2, 0, 1))

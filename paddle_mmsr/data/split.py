@@ -20,23 +20,17 @@ from paddle_mmsr.data.manifest import write_manifest
 from paddle_mmsr.image.degrade import Degradation
 from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb8, write_image
 from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify
-
-
-def sub_positions(length: int, size: int, step: int) -> list[int]:
-    """Start offsets covering [0, length) with windows of ``size``; the last one flush."""
-    if length <= size:
-        return [0]
-    pos = list(range(0, length - size + 1, step))
-    if pos[-1] + size < length:
-        pos.append(length - size)
-    return pos
+from paddle_mmsr.sr.tiles import tile_starts
 
 
 def cut_subimages(img: np.ndarray, size: int, step: int, scale: int):
-    """Yield (y, x, sub) with sub cropped to a multiple of ``scale``."""
+    """Yield (y, x, sub) with sub cropped to a multiple of ``scale``; positions as
+    reconstruction's tiles (step ``step``, the last window flush with the edge)."""
+    if not 0 < step <= size:
+        raise ValueError(f"the step must be in 1..{size} (the sub-image size), got {step}")
     h, w = img.shape[:2]
-    for y in sub_positions(h, size, step):
-        for x in sub_positions(w, size, step):
+    for y in tile_starts(h, size, size - step):
+        for x in tile_starts(w, size, size - step):
             sub = img[y:y + size, x:x + size]
             sh, sw = sub.shape[0] - sub.shape[0] % scale, sub.shape[1] - sub.shape[1] % scale
             if sh >= scale and sw >= scale:

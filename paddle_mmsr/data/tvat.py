@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from paddle_mmsr.image.io import to_float
+
 __all__ = ["TVATSettings", "vsp", "tvat", "classify", "calibrate"]
 
 
@@ -54,16 +56,12 @@ def check_bounds(bounds) -> list:
     return b
 
 
-def _as_float(img: np.ndarray, value_max: float) -> np.ndarray:
+def _on_scale(img: np.ndarray, value_max: float) -> np.ndarray:
+    """HxWxC float32 on the 0..value_max scale; alpha is not texture."""
     img = np.asarray(img)
-    if img.ndim == 3 and img.shape[2] == 4:  # alpha is not texture
+    if img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, :3]
-    if img.dtype == np.uint16:
-        a = img.astype(np.float32) * (value_max / 65535.0)
-    elif img.dtype == np.uint8:
-        a = img.astype(np.float32) * (value_max / 255.0)
-    else:  # float input is taken to be in [0, 1]
-        a = img.astype(np.float32) * value_max
+    a = to_float(img) * np.float32(value_max)
     return a if a.ndim == 3 else a[:, :, None]
 
 
@@ -75,7 +73,7 @@ def _channel_factor(img) -> float:
 
 def vsp(img: np.ndarray, value_max: float = 255.0) -> np.ndarray:
     """VSP map (HxW float32) of an HxW or HxWxC image (uint8/uint16, or float in [0,1])."""
-    a = _as_float(img, value_max)
+    a = _on_scale(img, value_max)
     h, w = a.shape[:2]
     p = np.pad(a, ((1, 1), (1, 1), (0, 0)), mode="edge")
     out = np.zeros((h, w), np.float32)

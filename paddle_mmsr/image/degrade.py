@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.image.resize import KERNELS, imresize
 
 
 @dataclass
@@ -26,8 +26,8 @@ class Degradation:
     jpeg: int = 0             # JPEG quality 1-100; 0 = off
 
     def __post_init__(self):
-        if self.kernel not in ("bicubic", "bilinear"):
-            raise ValueError(f"degradation kernel must be bicubic or bilinear, got {self.kernel!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"degradation kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.blur < 0 or self.noise < 0:
             raise ValueError("blur and noise must be >= 0")
         if not (self.jpeg == 0 or 1 <= self.jpeg <= 100):

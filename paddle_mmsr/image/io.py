@@ -94,17 +94,15 @@ def _maybe_16bit_png(path: Path) -> np.ndarray | None:
         raise ImageReadError(f"{path}: corrupt 16-bit PNG ({e})") from None
 
 
-def to_rgb_float(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 HxW[xC] -> float32 HxWx3 in [0, 1] (alpha dropped, gray repeated)."""
-    maxv = 65535.0 if img.dtype == np.uint16 else 255.0
-    a = img.astype(np.float32) / maxv
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.shape[2] == 4:
-        a = a[:, :, :3]
-    return a
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16 -> float32 in [0, 1], same shape; float input is taken to be
+    in [0, 1] already (only cast). The inverse of :func:`to_uint`."""
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    return img.astype(np.float32)
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ def _linear(x: np.ndarray) -> np.ndarray:
 
 
 _KERNELS = {"bicubic": (_cubic, 4.0), "bilinear": (_linear, 2.0)}
+KERNELS = tuple(_KERNELS)
 
 
 def bicubic_weights(in_len: int, out_len: int, scale: float, kernel: str = "bicubic"):

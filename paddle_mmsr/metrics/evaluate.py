@@ -1,16 +1,22 @@
-"""Evaluate an upscaler on an SR test folder: PSNR-Y / SSIM-Y (and NIQE).
+"""Evaluate an upscaler: PSNR-Y / SSIM-Y (and NIQE), the one evaluation of the project.
+
+Training validation, ``mmsr-evaluate`` (tools/evaluate.py), the notebooks and
+tools/benchmark.py all score through :func:`score` / :func:`evaluate_images`,
+with one rule for sizes: HR is cropped at the bottom/right to LR size x scale
+when a pair is loaded, and an SR output of any other size is an error.
 
 A data folder holds ``HR/`` and optionally ``LR_bicubic_X{scale}/``. LR files
 are matched to HR by name: ``<name>x4.png`` (Set5 style) or ``<name>.png``
-(same name, any image extension). HR is cropped at the bottom/right to
-LR size x scale. Without an LR folder, LR is made from HR (cropped to a
-multiple of the scale) with the MATLAB-compatible bicubic ``imresize``.
+(same name, any image extension). Without an LR folder, LR is made from HR
+(cropped to a multiple of the scale) with the MATLAB-compatible bicubic
+``imresize``.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -18,7 +24,8 @@ from paddle_mmsr.image.io import list_images, read_image, to_rgb8
 from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
 from paddle_mmsr.image.resize import imresize
 
-__all__ = ["evaluate_dir", "find_pairs", "load_pair", "format_result", "bicubic_upscaler"]
+__all__ = ["score", "evaluate_images", "evaluate_dir", "find_pairs", "load_pair", "format_result",
+           "bicubic_upscaler"]
 
 
 def find_pairs(data_dir, scale: int = 4) -> list[tuple[str, Path, Path | None]]:
@@ -65,39 +72,56 @@ def bicubic_upscaler(scale: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda lr: imresize(lr, scale)
 
 
+def score(sr: np.ndarray, hr: np.ndarray, crop_border: int, niqe: bool = False,
+          name: str = "image") -> dict:
+    """PSNR-Y and SSIM-Y of one output against its HR (and NIQE of the output:
+    NaN when the image is smaller than one NIQE block). Sizes must match."""
+    sr = np.asarray(sr)
+    if sr.shape != hr.shape:
+        raise ValueError(f"{name}: the upscaler returned shape {sr.shape}, expected {hr.shape} "
+                         "(HR cropped to LR size x scale)")
+    row = {"name": name, "size": f"{hr.shape[1]}x{hr.shape[0]}",
+           "psnr": psnr(sr, hr, crop_border=crop_border), "ssim": ssim(sr, hr, crop_border=crop_border)}
+    if niqe:
+        from paddle_mmsr.metrics.niqe import niqe as niqe_fn
+        try:
+            row["niqe"] = niqe_fn(sr, crop_border=crop_border)
+        except ValueError:  # image smaller than one NIQE block
+            row["niqe"] = math.nan
+    return row
+
+
+def evaluate_images(images: Iterable, upscale_fn: Callable[[np.ndarray], np.ndarray], scale: int = 4,
+                    crop_border: int | None = None, niqe: bool = False) -> dict:
+    """Score ``upscale_fn`` (uint8 RGB LR -> uint8 RGB SR) on (lr, hr, name) triples.
+
+    ``crop_border`` defaults to ``scale``. Returns ``{"images": [row per image],
+    "mean": {metric: mean}}`` (NaN NIQE values are left out of the mean).
+    """
+    border = scale if crop_border is None else crop_border
+    rows = [score(upscale_fn(lr), hr, border, niqe, name) for lr, hr, name in images]
+    if not rows:
+        raise ValueError("no images to evaluate")
+    keys = ["psnr", "ssim"] + (["niqe"] if niqe else [])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN NIQE column
+        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    return {"images": rows, "mean": mean}
+
+
 def evaluate_dir(data_dir, upscale_fn: Callable[[np.ndarray], np.ndarray], scale: int = 4,
                  niqe: bool = False, progress: bool = True) -> dict:
-    """Run ``upscale_fn`` (uint8 RGB LR -> uint8 RGB SR) on every image of a folder.
-
-    Metrics on Y with a border of ``scale`` pixels. Returns a dict with
-    ``images`` (per-image rows) and ``mean``; see :func:`format_result`.
-    """
+    """:func:`evaluate_images` on every pair of a folder (see :func:`find_pairs`),
+    plus where the data came from; see :func:`format_result`."""
     from tqdm import tqdm
 
     data_dir = Path(data_dir)
     pairs = find_pairs(data_dir, scale)
-    rows = []
-    for name, hp, lp in tqdm(pairs, desc=data_dir.name, unit="img", disable=not progress,
-                             leave=False):
-        hr, lr = load_pair(hp, lp, scale)
-        sr = np.asarray(upscale_fn(lr))
-        if sr.shape != hr.shape:
-            raise ValueError(f"{name}: upscaler returned shape {sr.shape}, expected {hr.shape}")
-        row = {"name": name, "size": f"{hr.shape[1]}x{hr.shape[0]}",
-               "psnr": psnr(sr, hr, crop_border=scale), "ssim": ssim(sr, hr, crop_border=scale)}
-        if niqe:
-            from paddle_mmsr.metrics.niqe import niqe as niqe_fn
-            try:
-                row["niqe"] = niqe_fn(sr, crop_border=scale)
-            except ValueError:  # image smaller than one NIQE block
-                row["niqe"] = math.nan
-        rows.append(row)
-    keys = ["psnr", "ssim"] + (["niqe"] if niqe else [])
-    with np.errstate(all="ignore"):
-        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    bar = tqdm(pairs, desc=data_dir.name, unit="img", disable=not progress, leave=False)
+    images = ((*load_pair(hp, lp, scale)[::-1], name) for name, hp, lp in bar)
+    res = evaluate_images(images, upscale_fn, scale, niqe=niqe)
     return {"data_dir": str(data_dir), "name": data_dir.name, "scale": scale,
-            "lr": "files" if pairs[0][2] is not None else "made from HR",
-            "images": rows, "mean": mean}
+            "lr": "files" if pairs[0][2] is not None else "made from HR", **res}
 
 
 def format_result(res: dict) -> str:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy.ndimage import correlate1d
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "niqe"]
+__all__ = ["rgb_to_y", "psnr", "ssim"]
 
 _Y_COEFFS = np.array([65.481, 128.553, 24.966])
 

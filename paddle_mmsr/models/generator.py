@@ -17,7 +17,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-FORMS = ("srgan", "fast")
+from paddle_mmsr.models.spec import FORMS
 
 
 class ResidualBlock(nn.Layer):

@@ -27,33 +27,19 @@ import numpy as np
 import paddle
 from paddle import nn
 
+from paddle_mmsr import user_cache
+from paddle_mmsr.models.spec import LAYER_NAMES, VGG19_LAYOUT
+
 __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
            "LAYER_NAMES", "default_weights_paths", "random_vgg19_state"]
 
-_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 ENV_VAR = "PADDLE_MMSR_VGG19"
-REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / "vgg19_features.pdparams"
+WEIGHTS_FILE = "vgg19_features.pdparams"
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / WEIGHTS_FILE
 HINT = ("run `python tools/get_vgg19.py` (writes ~/.cache/paddle_mmsr/"
         f"vgg19_features.pdparams), set ${ENV_VAR}, or pass weights=PATH")
-
-
-def _layer_names() -> tuple:
-    names, block, conv = [], 1, 0
-    for v in _CFG:
-        if v == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 0
-        else:
-            conv += 1
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-    return tuple(names)
-
-
-# name -> index in paddle.vision vgg19().features
-LAYER_NAMES = _layer_names()
 
 
 class VGG19WeightsNotFound(FileNotFoundError):
@@ -69,7 +55,7 @@ class VGG19Features(nn.Layer):
             raise ValueError(f"unknown VGG19 layer {layer!r}; one of {LAYER_NAMES}")
         self.layer = layer
         layers, cin = [], 3
-        for v in _CFG:
+        for v in VGG19_LAYOUT:
             if v == "M":
                 layers.append(nn.MaxPool2D(kernel_size=2, stride=2))
             else:
@@ -111,7 +97,7 @@ def default_weights_paths() -> list:
     paths = []
     if os.environ.get(ENV_VAR):
         paths.append(Path(os.environ[ENV_VAR]).expanduser())
-    paths.append(Path(os.path.expanduser("~")) / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams")
+    paths.append(user_cache() / WEIGHTS_FILE)
     paths.append(REPO_WEIGHTS)
     return paths
 

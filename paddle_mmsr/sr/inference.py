@@ -6,7 +6,7 @@ float32 batch to its upscaled NCHW float32 batch, and is thread-safe.
 The export is cached in ``<bundle>/inference_cache/<sha256 of weights>/``;
 changed weights give a new folder (old ones are pruned), so a stale export is
 never used; ``meta.json`` holds the sha256 of the exported files, so a damaged
-export is rebuilt. A read-only bundle caches under ``~/.cache/paddle-mmsr``.
+export is rebuilt. A read-only bundle caches under ``~/.cache/paddle_mmsr``.
 
 ``backend="auto"`` falls back to dygraph only for an ``ExportLimitation`` (a
 known, named reason); any other export error is raised.
@@ -128,7 +128,8 @@ def cache_root(bundle, cache_dir=None) -> Path:
     if os.access(root if root.exists() else bundle.root, os.W_OK):
         return root
     tag = sha256_text(str(Path(bundle.root).resolve()))[:16]
-    return Path.home() / ".cache" / "paddle-mmsr" / CACHE_DIR / tag
+    from paddle_mmsr import user_cache
+    return user_cache() / CACHE_DIR / tag
 
 
 def sha256_text(text: str) -> str:

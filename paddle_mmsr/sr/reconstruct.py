@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from paddle_mmsr.sr.bundle import load_bundle
-from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
 from paddle_mmsr.image.resize import bicubic_weights
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route
@@ -80,14 +80,6 @@ def bicubic_up(a: np.ndarray, scale: int) -> np.ndarray:
     out = np.tensordot(my, a.astype(np.float32), axes=(1, 0))   # (H, w, ...)
     out = np.tensordot(out, mx, axes=(1, 1))                    # (H, ..., W)
     return np.moveaxis(out, -1, 1)
-
-
-def _as_float(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    return a.astype(np.float32)
 
 
 class MMSR:
@@ -160,7 +152,7 @@ class MMSR:
         times = dict.fromkeys(("tvat", "tiling", "network", "bicubic"), 0.0)
 
         def rgb_tile(y, x):
-            a = _as_float(grid.cut(colour, y, x))
+            a = to_float(grid.cut(colour, y, x))
             return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
 
         t = time.perf_counter()
@@ -179,7 +171,7 @@ class MMSR:
         def add_tile(i, up):
             y, x = boxes[i]
             if alpha is not None:
-                a = bicubic_up(_as_float(grid.cut(alpha, y, x)), s)
+                a = bicubic_up(to_float(grid.cut(alpha, y, x)), s)
                 up = np.concatenate([up, a[:, :, None]], axis=2)
             stitcher.add(y * s, x * s, up, tile_weight(grid, y, x, s))
 

@@ -26,7 +26,8 @@ from paddle_mmsr.train.builders import build_networks, build_optimizers
 from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
                          portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
-from paddle_mmsr.train.monitor import Monitor, side_by_side
+from paddle_mmsr.image.panels import side_by_side
+from paddle_mmsr.train.monitor import Monitor
 from paddle_mmsr.train.steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
 from paddle_mmsr.train.validate import load_pairs, upscale, val_pairs, validate_generator
 

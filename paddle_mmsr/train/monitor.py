@@ -84,15 +84,3 @@ class Monitor:
             self.log.removeHandler(h)
             h.close()
 
-
-def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
-    """uint8 HxWx3 images of equal height joined with white gaps."""
-    h = max(i.shape[0] for i in images)
-    parts = []
-    for i, img in enumerate(images):
-        if img.shape[0] < h:
-            img = np.pad(img, ((0, h - img.shape[0]), (0, 0), (0, 0)), constant_values=255)
-        parts.append(img)
-        if i < len(images) - 1:
-            parts.append(np.full((h, gap, 3), 255, np.uint8))
-    return np.concatenate(parts, axis=1)

@@ -63,7 +63,7 @@ def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
         tvat = TVATSettings(**split["tvat"])
         degradation = split.get("degradation")
     else:
-        tvat = TVATSettings(**asdict(cfg.tvat)) if cfg.tvat else TVATSettings(bounds=[])
+        tvat = cfg.tvat or TVATSettings(bounds=[])
     if tvat.n_classes != n:
         raise ValueError(f"{n} classes need {n - 1} TVAT bounds, got {tvat.bounds}")
     if cfg.data.degradation is not None:

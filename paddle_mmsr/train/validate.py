@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.train.monitor import side_by_side
+from paddle_mmsr.image.panels import side_by_side
 
 
 def val_pairs(root, scale: int, max_images: int = 0) -> list:
@@ -30,7 +30,7 @@ def load_pairs(pairs, scale: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
 @paddle.no_grad()
 def upscale(g, lr: np.ndarray) -> np.ndarray:
     """uint8 HxWx3 LR -> uint8 SR through generator ``g`` (eval mode)."""
-    x = paddle.to_tensor(lr.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    x = paddle.to_tensor(to_float(lr).transpose(2, 0, 1)[None])
     y = g(x)[0].clip(0, 1).numpy().transpose(1, 2, 0)
     return to_uint(y)
 
@@ -42,25 +42,31 @@ def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def validate(upscale_fn, images, scale: int, crop_border: int, sample_size: int = 192) -> dict:
-    """Mean PSNR/SSIM (Y) of ``upscale_fn`` over preloaded (lr, hr, name) triples.
+    """Mean PSNR/SSIM (Y) of ``upscale_fn`` over preloaded (lr, hr, name) triples,
+    scored by ``paddle_mmsr.metrics.evaluate`` (the project's one evaluation).
 
-    Returns {"psnr", "ssim", "per_image": {...}, "sample": bicubic | SR | HR
-    strip of the first image (uint8), centre-cropped to ``sample_size``}.
+    Returns {"psnr", "ssim", "per_image": {name: (psnr, ssim)}, "sample":
+    bicubic | SR | HR strip of the first image (uint8), centre-cropped to
+    ``sample_size``}.
     """
-    from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
-    scores, sample = {}, None
-    for lr, hr, name in images:
+    from paddle_mmsr.metrics.evaluate import evaluate_images
+    outputs = []
+
+    def keep_first(lr):
         sr = upscale_fn(lr)
-        h, w = min(sr.shape[0], hr.shape[0]), min(sr.shape[1], hr.shape[1])
-        sr, hr = sr[:h, :w], hr[:h, :w]
-        scores[name] = (float(psnr(sr, hr, crop_border=crop_border, y_only=True)),
-                        float(ssim(sr, hr, crop_border=crop_border, y_only=True)))
-        if sample is None:
-            bic = imresize(lr, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))[:h, :w]
-            sample = side_by_side(*(_center_crop(a, sample_size) for a in (bic, sr, hr)))
-    vals = np.array(list(scores.values()))
-    return {"psnr": float(vals[:, 0].mean()), "ssim": float(vals[:, 1].mean()),
-            "per_image": scores, "sample": sample}
+        if not outputs:
+            outputs.append(sr)
+        return sr
+
+    res = evaluate_images(images, keep_first, scale, crop_border=crop_border)
+    sample = None
+    if outputs:
+        lr, hr, _ = images[0]
+        bic = imresize(lr, output_shape=hr.shape[:2])
+        sample = side_by_side(*(_center_crop(a, sample_size) for a in (bic, outputs[0], hr)))
+    return {"psnr": res["mean"]["psnr"], "ssim": res["mean"]["ssim"],
+            "per_image": {r["name"]: (float(r["psnr"]), float(r["ssim"])) for r in res["images"]},
+            "sample": sample}
 
 
 def validate_generator(g, images, scale: int, crop_border: int) -> dict:
