@@ -1,15 +1,24 @@
 """paddle-mmsr: multi-model, TVAT-routed SRGAN super-resolution in PaddlePaddle."""
+import hashlib
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-__all__ = ["MMSR", "__version__", "user_cache"]
+__all__ = ["MMSR", "__version__", "user_cache", "sha256_file"]
 
 
 def user_cache() -> Path:
     """The package's user cache folder, ``~/.cache/paddle_mmsr``: the converted
     VGG19 weights and the Paddle Inference exports of read-only bundles."""
     return Path.home() / ".cache" / "paddle_mmsr"
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def __getattr__(name):  # lazy: importing the package does not import paddle

@@ -23,14 +23,13 @@ shape for shape.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from paddle_mmsr import sha256_file
 from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
 from paddle_mmsr.data.tvat import TVATSettings
@@ -126,16 +125,6 @@ def _first(items, n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
-def _generator_keys() -> list:
-    """Generator options a manifest may set: the training schema's and the constructor's."""
-    from paddle_mmsr.models.generator import Generator
-    keys = [f.name for f in fields(GeneratorOptions)]
-    params = inspect.signature(Generator.__init__).parameters.values()
-    keys += [p.name for p in params if p.name not in ("self", "num_blocks", "scale")
-             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in keys]
-    return keys
-
-
 def _check_keys(mapping, allowed, where: str) -> None:
     if not isinstance(mapping, dict):
         raise BundleError(f"{where}: expected a mapping, got {mapping!r}")
@@ -156,18 +145,11 @@ def check_manifest_keys(m: dict, path) -> None:
     classes = m.get("classes")
     if not isinstance(classes, list):
         raise BundleError(f"{path}: 'classes' must be a list, got {classes!r}")
-    entry_keys, gen_keys = [f.name for f in fields(ClassEntry)], _generator_keys()
+    entry_keys = [f.name for f in fields(ClassEntry)]
+    gen_keys = [f.name for f in fields(GeneratorOptions)]  # the training schema's
     for i, c in enumerate(classes):
         _check_keys(c, entry_keys, f"{path}: classes[{i}]")
         _check_keys(c.get("generator") or {}, gen_keys, f"{path}: classes[{i}].generator")
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_bundle(root) -> Bundle:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mmsr.sr.bundle import sha256_file
+from paddle_mmsr import sha256_file
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
            "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation"]

@@ -64,7 +64,7 @@ class ClassJob:
 def data_identity(sources, split: dict | None) -> dict:
     """The split's TVAT settings and the sha256 of each manifest file in ``sources``:
     a checkpoint keeps them, and resuming with other values is refused."""
-    from paddle_mmsr.sr.bundle import sha256_file
+    from paddle_mmsr import sha256_file
     manifests = {str(s): sha256_file(s) for s in map(Path, sources) if s.is_file()}
     return {"tvat": dict(split["tvat"]) if split else None, "manifests": manifests}
 
