@@ -104,6 +104,9 @@ def speed(single: dict, mmsr: dict, ranks: int | None = None) -> dict:
                    "iteration": s_pts[-1]["iteration"]},
         "mmsr": {"psnr_y": m_psnr[-1], "train_seconds": one_device[-1],
                  "ranks_seconds": on_ranks[-1], "iteration": m_pts[-1]["iteration"]}}
+    out["single_spec"] = (single["summary"]["classes"][0] or {}).get("spec", "16-8")
+    out["devices"] = sorted({c.get("device", "?") for run in (single, mmsr)
+                             for c in run["summary"]["classes"] if c})
     out["val"] = _val_key(single)
     out["runs"] = {"single": single["folder"], "mmsr": mmsr["folder"]}
     out["curves"] = {
@@ -114,7 +117,9 @@ def speed(single: dict, mmsr: dict, ranks: int | None = None) -> dict:
 
 
 def _s(v) -> str:
-    return "not reached" if v is None else f"{v:.0f} s"
+    if v is None:
+        return "not reached"
+    return f"{v:.0f} s" if v >= 100 else f"{v:.3g} s"
 
 
 def _x(v) -> str:
@@ -125,19 +130,19 @@ def markdown(res: dict, command: str, plot_link: str | None = None) -> str:
     f = res["final"]
     lines = [START, "## Training: time to the single model's final PSNR-Y", "",
              f"Made by `{command}` on {time.strftime('%Y-%m-%d')} ({res.get('machine', '')}). "
-             f"Target: the single 16-8 model's final routed PSNR-Y on {res['val']['dir']}, "
+             f"Target: the single {res['single_spec']} model's final routed PSNR-Y on {res['val']['dir']}, "
              f"**{res['target_psnr']:.3f} dB**. Times are training seconds (no validation or "
              "checkpoints), linear between validations.", "",
              "| training | time to target | speed-up | paper | final PSNR-Y | total train s |",
              "|---|---|---|---|---|---|",
-             f"| single 16-8 | {_s(res['single_s'])} | 1.00× | | {f['single']['psnr_y']:.3f} | "
-             f"{f['single']['train_seconds']:.0f} |",
+             f"| single {res['single_spec']} | {_s(res['single_s'])} | 1.00× | | "
+             f"{f['single']['psnr_y']:.3f} | {_s(f['single']['train_seconds'])} |",
              f"| MMSR, one device (classes in turn) | {_s(res['mmsr_one_device_s'])} | "
              f"{_x(res['speedup_one_device'])} | {PAPER['one_device']}× | "
-             f"{f['mmsr']['psnr_y']:.3f} | {f['mmsr']['train_seconds']:.0f} |",
+             f"{f['mmsr']['psnr_y']:.3f} | {_s(f['mmsr']['train_seconds'])} |",
              f"| MMSR, {res['ranks']} ranks | {_s(res['mmsr_ranks_s'])} | "
              f"{_x(res['speedup_ranks'])} | {PAPER['ranks']}× | {f['mmsr']['psnr_y']:.3f} | "
-             f"{f['mmsr']['ranks_seconds']:.0f} (slowest rank) |"]
+             f"{_s(f['mmsr']['ranks_seconds'])} (slowest rank) |"]
     missed = [k for k in ("mmsr_one_device_s", "mmsr_ranks_s") if res[k] is None]
     if missed:
         lines += ["", "MMSR did not reach the target within its training: the time is "
@@ -163,7 +168,7 @@ def plot(res: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = {"single": ("single 16-8", "k"),
+    styles = {"single": (f"single {res['single_spec']}", "k"),
               "mmsr_one_device": ("MMSR, one device (sum of class times)", "tab:blue"),
               "mmsr_ranks": (f"MMSR, {res['ranks']} ranks (slowest rank)", "tab:orange")}
     hits = {"single": res["single_s"], "mmsr_one_device": res["mmsr_one_device_s"],
@@ -204,8 +209,8 @@ def main(argv=None) -> int:
         return 2
     command = "python tools/benchmark_training_speed.py " + " ".join(argv or sys.argv[1:])
     res["command"] = command
-    res["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}; " \
-                     "device as in the runs' summaries"
+    res["machine"] = (f"read on {platform.machine()}, {os.cpu_count()} CPUs; trained on "
+                      f"{', '.join(res['devices'])}")
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     Path(a.output).write_text(json.dumps(res, indent=1))
     if a.plot:
