@@ -1,8 +1,12 @@
 """paddle-mmsr: multi-model, TVAT-routed SRGAN super-resolution in PaddlePaddle."""
 import hashlib
+import warnings
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+# Paddle warns at import when ccache is missing; it only matters for building C++ extensions
+warnings.filterwarnings("ignore", message="No ccache found")
 
 __all__ = ["MMSR", "__version__", "user_cache", "sha256_file"]
 

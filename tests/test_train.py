@@ -358,3 +358,65 @@ def test_changed_split_is_not_silently_reused(tmp_path, train_data):
     r = subprocess.run(cmd + ["-o", "train.pretrain_iters=3"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and ckpt_step(out / "class1/latest.pdckpt") == 3
+
+
+def _render(raw: str) -> list:
+    """Terminal lines as shown: each carriage return rewrites from column 0."""
+    out = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        shown = ""
+        for seg in line.split("\r"):
+            shown = seg + shown[len(seg):]
+        out.append(shown.rstrip())
+    return out
+
+
+def _run_in_terminal(cmd, timeout=300) -> str:
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=timeout)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_console_lines_stay_off_the_progress_bar(tmp_path, train_data):
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(
+        train_data, out, pretrain=40, adversarial=0, classes=[{"spec": "1-2"}],
+        data={"split": None, "sources": [str(train_data / "split/class0.tsv")], "crop": 64,
+              "batch_size": 4},  # slow enough for the bar to redraw between log lines
+        log={"every": 20, "progress": True}, val={"every": 20}, checkpoint={"every": 20}))
+    raw = _run_in_terminal([sys.executable, TOOL, "-c", str(cfg)])
+    assert "%|" in raw  # a bar was drawn on the terminal
+    lines = [l for l in _render(raw) if "[class0]" in l]
+    assert any(" step 20 pretrain" in l for l in lines)
+    for l in lines:  # every log line on its own line, none glued to the bar
+        assert l[:4].isdigit() and "%|" not in l, l
+    # a resumed run in a pipe (notebook cell, launcher worker log): no bar, no carriage
+    # returns, progress in the log lines; no notices the user cannot act on
+    r = subprocess.run([sys.executable, TOOL, "-c", str(cfg), "-o", "train.pretrain_iters=44",
+                        "-o", "log.every=2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = r.stdout + r.stderr
+    assert "\r" not in text and "%|" not in text
+    assert "step 44 pretrain" in r.stdout and "(44/44, 0:00:00 left)" in r.stdout
+    for noise in ("No ccache found", "VisualDL will add logs", "is exists"):
+        assert noise not in raw + text

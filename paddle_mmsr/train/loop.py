@@ -389,7 +389,7 @@ class ClassTrainer:
                                     "lr": f"{lr_now:.2g}"})
         self.mon.scalars(s, {"it_per_s": rate}, "train/")
         self.mon.log.info(f"step {s} {phase} " + " ".join(f"{k}={v:.5g}" for k, v in losses.items())
-                          + f" lr={lr_now:.3g} {rate:.3g} it/s")
+                          + f" lr={lr_now:.3g} {rate:.3g} it/s ({self.mon.eta(s, rate)})")
 
     def log_pictures(self, phase: str, end_of_phase: bool) -> None:
         cfg, s = self.cfg, self.progress.step

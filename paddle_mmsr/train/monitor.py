@@ -1,7 +1,15 @@
 """What a class run reports: a plain log file, VisualDL scalars/images/
-histograms (one run folder per class) and a tqdm bar."""
+histograms (one run folder per class) and a tqdm bar.
+
+The bar is drawn on a terminal only. Console log lines go through
+``tqdm.write`` there, so they land on their own line above the bar; in a
+file, a notebook cell or a launcher's worker log there is no bar (carriage
+returns would glue the next line onto it) and the step lines carry the
+progress and the time left instead."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 import time
@@ -10,7 +18,20 @@ from pathlib import Path
 import numpy as np
 
 
-def class_logger(name: str, log_file, console: bool = True) -> logging.Logger:
+class _AboveBar(logging.StreamHandler):
+    """Console lines written with ``tqdm.write``: the bar is cleared and redrawn below."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def class_logger(name: str, log_file, console: bool = True,
+                 above_bar: bool = False) -> logging.Logger:
     logger = logging.getLogger(f"paddle_mmsr.train.{name}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -23,7 +44,7 @@ def class_logger(name: str, log_file, console: bool = True) -> logging.Logger:
     fh.setFormatter(fmt)
     logger.addHandler(fh)
     if console:
-        sh = logging.StreamHandler(sys.stdout)
+        sh = (_AboveBar if above_bar else logging.StreamHandler)(sys.stdout)
         sh.setFormatter(fmt)
         logger.addHandler(sh)
     return logger
@@ -33,23 +54,29 @@ class Monitor:
     def __init__(self, name: str, log_file, vdl_dir, total: int, start: int,
                  progress: bool = True, console: bool = True):
         from visualdl import LogWriter
-        self.log = class_logger(name, log_file, console)
+        bar = progress and console and sys.stderr.isatty()
+        self.log = class_logger(name, log_file, console, above_bar=bar)
         # VisualDL shows one file per run folder: a resumed run appends to it
         earlier = sorted(Path(vdl_dir).glob("vdlrecords.*.log")) if start > 0 else []
-        self.writer = LogWriter(logdir=str(vdl_dir),
-                                file_name=earlier[-1].name if earlier else "")
-        self.bar = None
-        if progress:
+        with contextlib.redirect_stdout(io.StringIO()):  # its "will add logs to it" notice
+            self.writer = LogWriter(logdir=str(vdl_dir),
+                                    file_name=earlier[-1].name if earlier else "")
+        self.bar, self.total = None, total
+        if bar:
             from tqdm import tqdm
-            interactive = sys.stderr.isatty()
             self.bar = tqdm(total=total, initial=start, desc=name, unit="it", dynamic_ncols=True,
-                            mininterval=0.5 if interactive else 30.0, file=sys.stderr)
+                            mininterval=0.5, file=sys.stderr)
         self._last = (time.perf_counter(), start)
 
     def info(self, msg: str) -> None:
-        if self.bar is not None:
-            self.bar.clear()
         self.log.info(msg)
+
+    def eta(self, step: int, rate: float) -> str:
+        """'step/total, time left' for log lines (the bar shows it on a terminal)."""
+        left = (self.total - step) / rate if rate > 0 else 0.0
+        m, sec = divmod(int(round(left)), 60)
+        h, m = divmod(m, 60)
+        return f"{step}/{self.total}, {h}:{m:02d}:{sec:02d} left"
 
     def scalars(self, step: int, values: dict, prefix: str = "") -> None:
         for k, v in values.items():
