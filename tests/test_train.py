@@ -75,6 +75,20 @@ def read_scalars(vdl_dir: Path, tag: str) -> list:
     return steps
 
 
+def read_images(vdl_dir: Path, tag: str) -> list:
+    """[(step, uint8 array)] of a VisualDL image tag."""
+    import io
+    from PIL import Image
+    from visualdl import LogReader
+    out = []
+    for f in sorted(vdl_dir.glob("vdlrecords.*.log")):
+        reader = LogReader(file_path=str(f))
+        if tag in reader.get_tags().get("image", []):
+            out += [(r.id, np.asarray(Image.open(io.BytesIO(r.image.encoded_image_string))
+                                      .convert("RGB"))) for r in reader.get_data("image", tag)]
+    return out
+
+
 def ckpt_step(path: Path) -> int:
     from paddle_mmsr.train.checkpoint import load_checkpoint
     return load_checkpoint(path)["progress"]["step"]
@@ -121,6 +135,27 @@ def test_full_run_single_process(tmp_path, train_data):
     assert routed[-1]["psnr_y"] == pytest.approx(summary["routed_val"]["psnr"], abs=1e-3)
     assert [s for s, _ in read_scalars(out / "vdl" / "routed", "routed/psnr_y")] == [2, 3, 4, 5]
     assert read_scalars(out / "vdl" / "class0", "val/psnr_y_by_train_seconds")
+    # VisualDL pictures: labelled LR | bicubic | SR | HR strips; the train/ one is a crop
+    # of the class's own training data (its first sub-image), the val/ one of the val photo
+    from paddle_mmsr.data.manifest import read_manifest
+    from paddle_mmsr.image.io import read_image
+    hr_panels = []
+    for i in range(3):
+        steps, pictures = zip(*read_images(out / "vdl" / f"class{i}", "train/lr_bicubic_sr_hr"))
+        assert steps == (2, 3, 4, 5)
+        pic = pictures[-1]
+        from paddle_mmsr.image.panels import LABEL_HEIGHT
+        band, strip = pic[:LABEL_HEIGHT], pic[LABEL_HEIGHT:]
+        assert (band < 128).any() and strip.shape[1] == 4 * strip.shape[0] + 3 * 4
+        first = read_image(read_manifest(train_data / f"split/class{i}.tsv")[0]["path"])
+        side = strip.shape[0]
+        y, x = (first.shape[0] - side) // 2, (first.shape[1] - side) // 2
+        hr_panel = strip[:, 3 * (side + 4):]
+        np.testing.assert_array_equal(hr_panel, first[y:y + side, x:x + side, :3])
+        hr_panels.append(hr_panel)
+        (_, val_pic), = read_images(out / "vdl" / f"class{i}", "val/lr_bicubic_sr_hr")[-1:]
+        assert val_pic.shape != pic.shape or not np.array_equal(val_pic, pic)
+    assert not np.array_equal(hr_panels[0], hr_panels[2])  # each class its own data
     from paddle_mmsr.sr.bundle import load_bundle
     from paddle_mmsr.sr.reconstruct import MMSR
     b = load_bundle(out / "bundle")

@@ -180,20 +180,29 @@ class LossMeter:
         return out
 
 
-def _sample_inputs(val_images, dataset, scale: int, size: int = 48):
-    """A fixed LR/HR pair for the image log (val image centre, else a training crop)."""
-    if val_images:
-        lr, hr, _ = val_images[0]
-        h, w = lr.shape[:2]
-        s = min(size, h, w)
-        y, x = (h - s) // 2, (w - s) // 2
-        return lr[y:y + s, x:x + s], hr[y * scale:(y + s) * scale, x * scale:(x + s) * scale]
-    lr, hr = dataset[0]
-    to8 = lambda a: np.clip(np.round(a.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)  # noqa
-    return to8(lr), to8(hr)
+def _train_crop(dataset, scale: int, size: int = 192):
+    """A fixed LR/HR pair from the class's own training data: the centre of its
+    first image, degraded as in training (fixed seed; the run's RNGs untouched)."""
+    from paddle_mmsr.image.io import read_image, to_rgb8
+    img = to_rgb8(read_image(dataset.paths[0]))
+    h, w = img.shape[:2]
+    s = min(size, h, w) // scale * scale
+    y, x = (h - s) // 2, (w - s) // 2
+    hr = np.ascontiguousarray(img[y:y + s, x:x + s])
+    return dataset.degradation(hr, scale, np.random.default_rng(0)), hr
 
 
-def _sample_strip(g, lr, hr, scale: int) -> np.ndarray:
+def _val_crop(val_images, scale: int, size: int = 48):
+    """A fixed LR/HR pair from the centre of the first val image."""
+    lr, hr, _ = val_images[0]
+    h, w = lr.shape[:2]
+    s = min(size, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return lr[y:y + s, x:x + s], hr[y * scale:(y + s) * scale, x * scale:(x + s) * scale]
+
+
+def _picture(g, lr, hr, scale: int) -> np.ndarray:
+    """Labelled LR (pixels) | bicubic | SR | HR strip of one crop."""
     from paddle_mmsr.image.resize import imresize
     was = g.training
     g.eval()
@@ -201,7 +210,8 @@ def _sample_strip(g, lr, hr, scale: int) -> np.ndarray:
     if was:
         g.train()
     bic = imresize(lr, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
-    return side_by_side(bic, sr, hr)
+    pixels = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+    return side_by_side(pixels, bic, sr, hr, labels=("LR", "bicubic", "SR", "HR"))
 
 
 # ------------------------------------------------------------ the run
@@ -290,7 +300,8 @@ class ClassTrainer:
             mon.info("train.amp ignored: mixed precision is used on GPU only")
         self.scalers = {k: paddle.amp.GradScaler() if amp else None
                         for k in ("pretrain", "g", "d")}
-        self.sample = _sample_inputs(val_images, dataset, cfg.scale)
+        self.train_crop = _train_crop(dataset, cfg.scale)
+        self.val_crop = _val_crop(val_images, cfg.scale) if val_images else None
         self.crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
         self.stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
                                    start=progress.batches, workers=cfg.data.workers)
@@ -394,8 +405,8 @@ class ClassTrainer:
     def log_pictures(self, phase: str, end_of_phase: bool) -> None:
         cfg, s = self.cfg, self.progress.step
         if s % cfg.log.images_every == 0 or end_of_phase:
-            self.mon.images(s, "train/bicubic_sr_hr",
-                            _sample_strip(self.generator, *self.sample, cfg.scale))
+            self.mon.images(s, "train/lr_bicubic_sr_hr",
+                            _picture(self.generator, *self.train_crop, cfg.scale))
         if s % cfg.log.histograms_every == 0 or s == self.total:
             self.mon.histograms(s, self.g, "weights/g/")
             if self.d is not None and phase == "adversarial":
@@ -415,8 +426,8 @@ class ClassTrainer:
                          "val/")
         if self.cfg.val.curve:  # the routed curve puts these together after the last class
             save_weights(self.generator, snapshot_path(self.job.dir, p.step))
-        if res["sample"] is not None:
-            self.mon.images(p.step, "val/bicubic_sr_hr", res["sample"])
+        self.mon.images(p.step, "val/lr_bicubic_sr_hr",
+                        _picture(self.generator, *self.val_crop, self.cfg.scale))
         improved = res["psnr"] > p.best_psnr
         if improved:
             p.best_psnr, p.best_step = res["psnr"], p.step
