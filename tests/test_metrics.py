@@ -171,7 +171,9 @@ def test_training_validation_scores_like_the_folder_evaluation(tmp_path, photos)
     res = validate(bicubic_upscaler(4), load_pairs(val_pairs(d, 4), 4), 4, 4)
     assert res["psnr"] == ref["mean"]["psnr"] and res["ssim"] == ref["mean"]["ssim"]
     assert res["per_image"]["coffee"][0] == ref["images"][1]["psnr"]
-    assert res["sample"].dtype == np.uint8 and res["sample"].shape[0] == 192
+    from paddle_mmsr.image.panels import LABEL_HEIGHT
+    assert res["sample"].dtype == np.uint8 and res["sample"].shape[0] == 192 + LABEL_HEIGHT
+    assert res["sample"].shape[1] == 4 * 192 + 3 * 4  # LR | bicubic | SR | HR
     with pytest.raises(ValueError, match="coffee: the upscaler returned shape"):
         validate(lambda lr: imresize(lr, 4)[:-4], load_pairs(val_pairs(d, 4), 4)[1:], 4, 4)
 

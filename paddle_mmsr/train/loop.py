@@ -26,10 +26,9 @@ from paddle_mmsr.train.builders import build_networks, build_optimizers
 from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
                          portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
-from paddle_mmsr.image.panels import side_by_side
 from paddle_mmsr.train.monitor import Monitor
 from paddle_mmsr.train.steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
-from paddle_mmsr.train.validate import load_pairs, upscale, val_pairs, validate_generator
+from paddle_mmsr.train.validate import load_pairs, picture, upscale, val_pairs, validate_generator
 
 
 class Interrupted(Exception):
@@ -192,26 +191,13 @@ def _train_crop(dataset, scale: int, size: int = 192):
     return dataset.degradation(hr, scale, np.random.default_rng(0)), hr
 
 
-def _val_crop(val_images, scale: int, size: int = 48):
-    """A fixed LR/HR pair from the centre of the first val image."""
-    lr, hr, _ = val_images[0]
-    h, w = lr.shape[:2]
-    s = min(size, h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return lr[y:y + s, x:x + s], hr[y * scale:(y + s) * scale, x * scale:(x + s) * scale]
-
-
-def _picture(g, lr, hr, scale: int) -> np.ndarray:
-    """Labelled LR (pixels) | bicubic | SR | HR strip of one crop."""
-    from paddle_mmsr.image.resize import imresize
+def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
     was = g.training
     g.eval()
     sr = upscale(g, lr)
     if was:
         g.train()
-    bic = imresize(lr, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
-    pixels = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-    return side_by_side(pixels, bic, sr, hr, labels=("LR", "bicubic", "SR", "HR"))
+    return picture(lr, sr, hr, scale, size=hr.shape[0])
 
 
 # ------------------------------------------------------------ the run
@@ -301,7 +287,6 @@ class ClassTrainer:
         self.scalers = {k: paddle.amp.GradScaler() if amp else None
                         for k in ("pretrain", "g", "d")}
         self.train_crop = _train_crop(dataset, cfg.scale)
-        self.val_crop = _val_crop(val_images, cfg.scale) if val_images else None
         self.crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
         self.stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
                                    start=progress.batches, workers=cfg.data.workers)
@@ -406,7 +391,7 @@ class ClassTrainer:
         cfg, s = self.cfg, self.progress.step
         if s % cfg.log.images_every == 0 or end_of_phase:
             self.mon.images(s, "train/lr_bicubic_sr_hr",
-                            _picture(self.generator, *self.train_crop, cfg.scale))
+                            _train_picture(self.generator, *self.train_crop, cfg.scale))
         if s % cfg.log.histograms_every == 0 or s == self.total:
             self.mon.histograms(s, self.g, "weights/g/")
             if self.d is not None and phase == "adversarial":
@@ -426,8 +411,8 @@ class ClassTrainer:
                          "val/")
         if self.cfg.val.curve:  # the routed curve puts these together after the last class
             save_weights(self.generator, snapshot_path(self.job.dir, p.step))
-        self.mon.images(p.step, "val/lr_bicubic_sr_hr",
-                        _picture(self.generator, *self.val_crop, self.cfg.scale))
+        if res["sample"] is not None:
+            self.mon.images(p.step, "val/lr_bicubic_sr_hr", res["sample"])
         improved = res["psnr"] > p.best_psnr
         if improved:
             p.best_psnr, p.best_step = res["psnr"], p.step

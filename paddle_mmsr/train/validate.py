@@ -35,19 +35,26 @@ def upscale(g, lr: np.ndarray) -> np.ndarray:
     return to_uint(y)
 
 
-def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y:y + size, x:x + size]
+def picture(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int,
+            size: int = 192) -> np.ndarray:
+    """Labelled LR (pixels) | bicubic | SR | HR strip of the centre of one image,
+    at most ``size`` HR px square, on the LR pixel grid."""
+    n = max(1, min(size, sr.shape[0], sr.shape[1], hr.shape[0], hr.shape[1]) // scale)
+    y, x = (lr.shape[0] - n) // 2, (lr.shape[1] - n) // 2
+    lr_c = lr[y:y + n, x:x + n]
+    hr_win = (slice(y * scale, (y + n) * scale), slice(x * scale, (x + n) * scale))
+    bic = imresize(lr_c, output_shape=(n * scale, n * scale))
+    pixels = np.repeat(np.repeat(lr_c, scale, axis=0), scale, axis=1)
+    return side_by_side(pixels, bic, sr[hr_win], hr[hr_win],
+                        labels=("LR", "bicubic", "SR", "HR"))
 
 
 def validate(upscale_fn, images, scale: int, crop_border: int, sample_size: int = 192) -> dict:
     """Mean PSNR/SSIM (Y) of ``upscale_fn`` over preloaded (lr, hr, name) triples,
     scored by ``paddle_mmsr.metrics.evaluate`` (the project's one evaluation).
 
-    Returns {"psnr", "ssim", "per_image": {name: (psnr, ssim)}, "sample":
-    bicubic | SR | HR strip of the first image (uint8), centre-cropped to
-    ``sample_size``}.
+    Returns {"psnr", "ssim", "per_image": {name: (psnr, ssim)}, "sample": the
+    ``picture`` of the first image, ``sample_size`` HR px square}.
     """
     from paddle_mmsr.metrics.evaluate import evaluate_images
     outputs = []
@@ -62,8 +69,7 @@ def validate(upscale_fn, images, scale: int, crop_border: int, sample_size: int 
     sample = None
     if outputs:
         lr, hr, _ = images[0]
-        bic = imresize(lr, output_shape=hr.shape[:2])
-        sample = side_by_side(*(_center_crop(a, sample_size) for a in (bic, outputs[0], hr)))
+        sample = picture(lr, outputs[0], hr, scale, sample_size)
     return {"psnr": res["mean"]["psnr"], "ssim": res["mean"]["ssim"],
             "per_image": {r["name"]: (float(r["psnr"]), float(r["ssim"])) for r in res["images"]},
             "sample": sample}
