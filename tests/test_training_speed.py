@@ -147,3 +147,11 @@ def test_benchmark_on_real_tiny_runs(tiny_runs, tmp_path):
     else:
         assert 0 < res["mmsr_ranks_s"] <= res["mmsr_one_device_s"] <= mmsr["train_seconds_sum"]
     assert [p["iteration"] for p in mmsr["routed_curve"]] == [2, 4, 6]
+    # --assemble again: the routed points come from routed_curve.json, not scored again
+    from test_train import TOOL as TRAIN
+    r = subprocess.run([sys.executable, TRAIN, "-c", str(tiny_runs / "mmsr.yaml"), "--assemble"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "routed curve" not in r.stdout
+    again = json.loads((tiny_runs / "mmsr/summary.json").read_text())
+    assert again["routed_curve"] == mmsr["routed_curve"]
