@@ -109,3 +109,26 @@ def test_settings_that_a_split_would_ignore_are_refused():
         parse_config({"data": {"split": "s"}, "tvat": {"bounds": [2.0]}})
     with pytest.raises(ConfigError, match="data.sources is not used with data.split"):
         parse_config({"data": {"split": "s", "sources": ["x"]}})
+
+
+def test_committed_configs_and_manifests_hold_no_machine_paths():
+    """Shipped configs and bundle manifests use paths relative to the repository."""
+    import yaml
+
+    def strings(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from strings(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+
+    files = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("pretrained/*/manifest.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        text = f.read_text()
+        assert "../shared" not in text and "/work/" not in text, f
+        bad = [s for s in strings(yaml.safe_load(text)) if s.startswith(("/", "~"))]
+        assert not bad, f"{f}: absolute paths {bad}"
