@@ -89,9 +89,9 @@ def test_placement_round_robin():
     env = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "3", "PADDLE_LOCAL_RANK": "1",
            "PADDLE_TRAINER_ENDPOINTS": "127.0.0.1:1,127.0.0.1:2", "PADDLE_MASTER": "x:3"}
     info = rank_info(env)
-    assert (info.rank, info.world_size, info.launched) == (1, 3, True)
+    assert (info.rank, info.world_size, info.local_rank) == (1, 3, 1)
     assert rank_info({**env, "PADDLE_TRAINER_ID": "0"}).run_id == info.run_id
-    assert not rank_info({}).launched
+    assert rank_info({}).world_size == 1 and rank_info({}).run_id != info.run_id
 
 
 def test_batch_indices_are_resumable_permutations():
