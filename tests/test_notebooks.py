@@ -85,6 +85,26 @@ def test_notebook_utils(tmp_path, photos):
     assert find_path([tmp_path], "DIV2K_train_HR", max_depth=1) is None
 
 
+def test_split_defaults_follow_the_photo_sizes(tmp_path):
+    from paddle_mmsr.config import parse_config
+    from paddle_mmsr.image.io import write_image
+    from paddle_mmsr.notebook import scaled_schedule, small_classes, split_sizes
+    for name, (h, w) in {"big": (1020, 1400), "small": (512, 480), "tiny": (300, 200)}.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            write_image(tmp_path / name / f"{i}.png", np.zeros((h, w, 3), np.uint8))
+    assert split_sizes(tmp_path / "big")[:2] == (480, 240)  # DIV2K-sized: the paper's
+    assert split_sizes(tmp_path / "small")[:2] == (240, 120)
+    assert split_sizes(tmp_path / "tiny")[:2] == (192, 96)
+    info = {"classes": [{"id": 0, "count": 40}, {"id": 1, "count": 15}, {"id": 2, "count": 0}]}
+    assert small_classes(info) == [1, 2]
+    cfg = parse_config({"data": {"sources": ["x"]}, "train": {"pretrain_iters": 1000},
+                        "optim": {"pretrain": {"milestones": [500, 900]}}})
+    assert scaled_schedule(cfg, "pretrain_iters", 100, ["pretrain"]) == \
+        ["train.pretrain_iters=100", "optim.pretrain.milestones=[50, 90]"]
+    assert scaled_schedule(cfg, "pretrain_iters", None, ["pretrain"]) == []
+
+
 # ------------------------------------------------------------ execution
 def execute(name, params: dict, tmp_path):
     """Run the notebook (cwd notebooks/, as Jupyter would) with ``params``;

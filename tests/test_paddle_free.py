@@ -57,3 +57,12 @@ def test_cli_help_without_paddle():
         """)
     assert p.returncode == 0, p.stderr
     assert "--routing {tvat,single}" in p.stdout and "--backend {auto,inference,dygraph}" in p.stdout
+
+
+def test_metrics_modules_do_not_import_each_other_in_a_cycle():
+    p = run_without_paddle("""
+        import paddle_mmsr.metrics.psnr_ssim, paddle_mmsr.metrics.evaluate
+        assert "paddle_mmsr.metrics.niqe" not in sys.modules  # loaded only when NIQE is asked for
+        import paddle_mmsr.metrics.niqe
+        """)
+    assert p.returncode == 0, p.stderr
