@@ -43,7 +43,10 @@ def test_bicubic_row_on_a_real_photo(tmp_path, photos):
     assert [r["method"] for r in rows] == ["bicubic"]
     # a bicubic round trip of a detailed photo is far from perfect but not noise
     assert 20 < rows[0]["psnr"] < 35 and rows[0]["sec_per_image"] > 0
-    assert f"| {tmp_path.name} | bicubic |" in bench.markdown(rows, ([], []), "cmd")
+    text = bench.markdown(rows, ([], []), "cmd")
+    assert f"| {tmp_path.name} | bicubic |" in text
+    import os
+    assert f"on {len(os.sched_getaffinity(0))} CPU cores (" in text  # the machine it ran on
 
 
 def test_plot_has_a_psnr_and_a_niqe_row_per_data_set(tmp_path):

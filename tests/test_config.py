@@ -89,9 +89,9 @@ def test_placement_round_robin():
     env = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "3", "PADDLE_LOCAL_RANK": "1",
            "PADDLE_TRAINER_ENDPOINTS": "127.0.0.1:1,127.0.0.1:2", "PADDLE_MASTER": "x:3"}
     info = rank_info(env)
-    assert (info.rank, info.world_size, info.launched) == (1, 3, True)
+    assert (info.rank, info.world_size, info.local_rank) == (1, 3, 1)
     assert rank_info({**env, "PADDLE_TRAINER_ID": "0"}).run_id == info.run_id
-    assert not rank_info({}).launched
+    assert rank_info({}).world_size == 1 and rank_info({}).run_id != info.run_id
 
 
 def test_batch_indices_are_resumable_permutations():
@@ -109,3 +109,26 @@ def test_settings_that_a_split_would_ignore_are_refused():
         parse_config({"data": {"split": "s"}, "tvat": {"bounds": [2.0]}})
     with pytest.raises(ConfigError, match="data.sources is not used with data.split"):
         parse_config({"data": {"split": "s", "sources": ["x"]}})
+
+
+def test_committed_configs_and_manifests_hold_no_machine_paths():
+    """Shipped configs and bundle manifests use paths relative to the repository."""
+    import yaml
+
+    def strings(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from strings(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+
+    files = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("pretrained/*/manifest.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        text = f.read_text()
+        assert "../shared" not in text and "/work/" not in text, f
+        bad = [s for s in strings(yaml.safe_load(text)) if s.startswith(("/", "~"))]
+        assert not bad, f"{f}: absolute paths {bad}"

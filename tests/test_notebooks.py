@@ -50,15 +50,19 @@ def test_one_parameters_cell(name):
         assert key in ns
 
 
-def test_notebooks_match_their_generator():
-    sys.path.insert(0, str(NB_DIR))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.remove(str(NB_DIR))
-    for name, nb in build_notebooks.notebooks().items():
-        assert (NB_DIR / name).read_text() == nbformat.writes(nb) + "\n", \
-            f"{name} is out of date: run python notebooks/build_notebooks.py"
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_matches_its_script(name):
+    """notebooks/NAME.py (jupytext percent script, the source) and NAME.ipynb hold
+    the same cells: after editing one, run `jupytext --sync notebooks/*.py`."""
+    jupytext = pytest.importorskip("jupytext")
+    script = jupytext.read(NB_DIR / name.replace(".ipynb", ".py"))
+
+    def cells(nb):
+        return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert cells(script) == cells(load(name)), \
+        f"{name} and its .py differ: run jupytext --sync notebooks/{name.replace('.ipynb', '.py')}"
+    assert load(name).metadata["jupytext"]["formats"] == "ipynb,py:percent"
 
 
 # ------------------------------------------------------------ helpers
@@ -79,6 +83,26 @@ def test_notebook_utils(tmp_path, photos):
     assert find_path([tmp_path], "DIV2K_valid_HR.zip", folder=False) == tmp_path / "z" / "DIV2K_valid_HR.zip"
     assert find_path([tmp_path], "DIV2K_valid_HR.zip") is None  # a file, not a folder
     assert find_path([tmp_path], "DIV2K_train_HR", max_depth=1) is None
+
+
+def test_split_defaults_follow_the_photo_sizes(tmp_path):
+    from paddle_mmsr.config import parse_config
+    from paddle_mmsr.image.io import write_image
+    from paddle_mmsr.notebook import scaled_schedule, small_classes, split_sizes
+    for name, (h, w) in {"big": (1020, 1400), "small": (512, 480), "tiny": (300, 200)}.items():
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            write_image(tmp_path / name / f"{i}.png", np.zeros((h, w, 3), np.uint8))
+    assert split_sizes(tmp_path / "big")[:2] == (480, 240)  # DIV2K-sized: the paper's
+    assert split_sizes(tmp_path / "small")[:2] == (240, 120)
+    assert split_sizes(tmp_path / "tiny")[:2] == (192, 96)
+    info = {"classes": [{"id": 0, "count": 40}, {"id": 1, "count": 15}, {"id": 2, "count": 0}]}
+    assert small_classes(info) == [1, 2]
+    cfg = parse_config({"data": {"sources": ["x"]}, "train": {"pretrain_iters": 1000},
+                        "optim": {"pretrain": {"milestones": [500, 900]}}})
+    assert scaled_schedule(cfg, "pretrain_iters", 100, ["pretrain"]) == \
+        ["train.pretrain_iters=100", "optim.pretrain.milestones=[50, 90]"]
+    assert scaled_schedule(cfg, "pretrain_iters", None, ["pretrain"]) == []
 
 
 # ------------------------------------------------------------ execution
@@ -168,12 +192,12 @@ def test_quickstart_runs(tmp_path, kernel_env, photos):
 
 def training_params(tmp_path) -> dict:
     """Tiny run: a few iterations of 8-channel models (both phases), 3 processes
-    on CPU. The notebook's own fallback data (scikit-image sample photos, configs/demo_cpu.yaml)
-    is used unless this machine has DIV2K where the notebook looks for it."""
+    on CPU, the notebook's default split settings. The notebook's own fallback data
+    (scikit-image sample photos, configs/demo_cpu.yaml) is used unless this machine
+    has DIV2K where the notebook looks for it."""
     params = {
         "INSTALL": False, "DATA_DIR": None, "EVAL_DIR": None, "EVAL_MAX_IMAGES": 2,
         "DEVICE": "cpu", "NPROC": 3, "CONFIG": None, "ITERS": 3, "ADV_ITERS": 1,
-        "SUB_SIZE": 192, "STEP": 192, "SPLIT_ARGS": "--calibrate 3",
         # phase 2 with an untrained VGG19 (tests only: no download)
         "OVERRIDES": ["model.generator.channels=8", "model.discriminator_channels=8",
                       "loss.vgg_weights=random", "data.batch_size=2", "data.crop=32",
@@ -185,14 +209,18 @@ def training_params(tmp_path) -> dict:
     if any(Path(r, "DIV2K_train_HR").exists() or Path(r, "DIV2K_train_HR.zip").exists()
            for r in ("/home/aistudio/data", "/home/aistudio/work", ROOT / "data")):
         params.update(DATA_DIR=str(ROOT / "examples"), EVAL_DIR=str(ROOT / "examples"),
-                      CONFIG="configs/demo_cpu.yaml")
+                      CONFIG="configs/demo_cpu.yaml", SUB_SIZE=128, STEP=64)
     return params
 
 
 def test_train_notebook_runs(tmp_path, kernel_env):
-    nb = execute("02_train_mmsr.ipynb", training_params(tmp_path), tmp_path)
+    params = training_params(tmp_path)
+    nb = execute("02_train_mmsr.ipynb", params, tmp_path)
     work = tmp_path / "work dir"
     text = outputs_text(nb)
+    if params["DATA_DIR"] is None:  # the sample photos, with the default split settings
+        assert "sub-images: 256 px, step 128 (half the median short side of 512 px" in text
+        assert "splitting again with --calibrate 3" in text
     assert "--nproc_per_node 3" in text
     summary = json.loads((work / "mmsr" / "summary.json").read_text())
     assert [c["status"] for c in summary["classes"]] == ["done"] * 3

@@ -307,7 +307,7 @@ def test_extra_rank_idles(tmp_path, train_data, capsys):
     from paddle_mmsr.train.placement import RankInfo
     from paddle_mmsr.train.run import run_training
     cfg = parse_config(tiny_config(train_data, tmp_path / "out"))
-    code = run_training(cfg, info=RankInfo(rank=3, world_size=4, run_id="x", launched=True))
+    code = run_training(cfg, info=RankInfo(rank=3, world_size=4, run_id="x"))
     assert code == 0 and "[rank 3/4] no class to train" in capsys.readouterr().out
     assert not (tmp_path / "out/class0").exists()
 

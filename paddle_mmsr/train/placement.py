@@ -21,7 +21,6 @@ class RankInfo:
     world_size: int = 1
     local_rank: int = 0
     run_id: str = ""          # the same on every rank of one launch
-    launched: bool = False    # started by paddle.distributed.launch
 
     @property
     def host(self) -> str:
@@ -39,7 +38,7 @@ def rank_info(env=None) -> RankInfo:
     # the endpoint list (random ports) and master address identify one launch
     key = env.get("PADDLE_TRAINER_ENDPOINTS", "") + "|" + env.get("PADDLE_MASTER", "")
     run_id = hashlib.sha1(key.encode()).hexdigest()[:12] if key != "|" else "launch"
-    return RankInfo(rank=rank, world_size=world, local_rank=local, run_id=run_id, launched=True)
+    return RankInfo(rank=rank, world_size=world, local_rank=local, run_id=run_id)
 
 
 def classes_for_rank(n_classes: int, rank: int, world_size: int) -> list[int]:
