@@ -112,18 +112,18 @@ def test_truncated_latest_checkpoint_says_what_to_do(train_data, tmp_path):  # n
 
 
 def test_summary_keeps_a_valid_bundle_of_an_earlier_run(train_data, tmp_path):  # noqa: F811
-    from paddle_mmsr.train.run import finalize, resolve_jobs, run_training
+    from paddle_mmsr.train.run import assemble_results, resolve_jobs, run_training
     out = tmp_path / "out"
     cfg = _cfg(tiny_config(train_data, out, pretrain=2, adversarial=0, val={"dir": None}))
     assert run_training(cfg) == 0
     assert json.loads((out / "summary.json").read_text())["bundle"] == str(out / "bundle")
     (out / "class1/summary.json").unlink()  # e.g. class 1 being trained again
     jobs, tvat, split = resolve_jobs(cfg)
-    res = finalize(cfg, jobs, tvat, split, log=lambda m: None)
+    res = assemble_results(cfg, jobs, tvat, split, log=lambda m: None)
     s = json.loads((out / "summary.json").read_text())
     assert s["bundle"] == res["bundle"] == str(out / "bundle")
     assert [c["status"] for c in s["classes"]] == ["done", "missing", "done"]
     w = out / "bundle/class0.pdparams"  # a damaged bundle is not kept
     w.write_bytes(np.zeros(8, np.uint8).tobytes())
-    finalize(cfg, jobs, tvat, split, log=lambda m: None)
+    assemble_results(cfg, jobs, tvat, split, log=lambda m: None)
     assert json.loads((out / "summary.json").read_text())["bundle"] is None
