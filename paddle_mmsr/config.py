@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -201,14 +202,19 @@ def _convert(value, tp, where: str):
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-4 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -317,10 +323,15 @@ def _check(cfg: Config) -> Config:
             if k not in gen_keys:
                 errors.append(f"unknown key 'classes.{i}.generator.{k}'{_suggest(k, gen_keys)}")
         try:
-            _build(GeneratorOptions, {**asdict(cfg.model.generator), **c.generator},
-                   f"classes.{i}.generator")
+            g = _build(GeneratorOptions, {**asdict(cfg.model.generator), **c.generator},
+                       f"classes.{i}.generator")
+            if g.channels < 1:
+                errors.append(f"classes.{i}: generator channels must be >= 1, got {g.channels}")
         except ConfigError as e:
             errors.append(str(e))
+    if cfg.model.discriminator_channels < 1:
+        errors.append("model.discriminator_channels must be >= 1, got "
+                      f"{cfg.model.discriminator_channels}")
     d = cfg.data
     if d.crop % cfg.scale:
         errors.append(f"data.crop: {d.crop} is not a multiple of scale {cfg.scale}")
@@ -356,8 +367,10 @@ def _check(cfg: Config) -> Config:
         errors.append("train.ema_decay must be in [0, 1)")
     for name in ("pretrain", "generator", "discriminator"):
         o = getattr(cfg.optim, name)
-        if o.lr <= 0 or not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
-            errors.append(f"optim.{name}: lr must be > 0 and betas in [0, 1)")
+        if not o.lr > 0:
+            errors.append(f"optim.{name}.lr must be > 0, got {o.lr}")
+        if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
+            errors.append(f"optim.{name}: betas must be in [0, 1)")
         if sorted(o.milestones) != list(o.milestones) or any(
                 not isinstance(m, int) or m <= 0 for m in o.milestones):
             errors.append(f"optim.{name}.milestones: increasing positive integers, "

@@ -40,12 +40,15 @@ def test_three_ranks_three_classes(tmp_path, train_data):  # noqa: F811
 def test_one_rank_failing_fails_the_launch_and_spares_the_others(tmp_path, train_data):  # noqa: F811
     out = tmp_path / "out"
     cfg = tiny_config(train_data, out, val={"dir": None})
-    cfg["classes"][1]["sources"] = [str(tmp_path / "missing_class1.tsv")]
+    # class 1 passes the checks before training (its manifest lists an image), then fails
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "class1.tsv").write_text("path\ttvat\nbroken.png\t1.0\n")
+    cfg["classes"][1]["sources"] = [str(tmp_path / "class1.tsv")]
     r = launch(tmp_path, write_config(tmp_path / "c.yaml", cfg))
     assert r.returncode != 0
-    assert "missing_class1.tsv: manifest not found" in worker_log(tmp_path, 1)
+    assert "no usable training images" in worker_log(tmp_path, 1)
     failed = json.loads((out / "class1/failed.json").read_text())
-    assert "manifest not found" in failed["error"]
+    assert "no usable training images" in failed["error"]
     for i in (0, 2):  # the other classes finished, their checkpoints load
         assert ckpt_step(out / f"class{i}/latest.pdckpt") == 5
         assert (out / f"class{i}/g_final.pdparams").exists()

@@ -173,7 +173,7 @@ def test_non_image_files_in_a_folder_are_named_not_silently_dropped(bundle, tmp_
     d = tmp_path / "in"
     write_image(d / "a.png", skdata.astronaut()[:24, :24])
     (d / "notes.txt").write_text("not an image\n")
-    (d / "clip.gif").write_bytes(b"GIF89a")
+    (d / "clip.mov").write_bytes(b"\x00\x00\x00\x18ftypqt")
     res = run_cli(d, "-o", tmp_path / "out", "--bundle", bundle, "--tile", 32, "-q")
     assert res.returncode == 0, res.stderr
     assert f"note: {d}: 2 file(s) without an image extension left out" in res.stderr

@@ -51,6 +51,8 @@ def main(argv=None):
         print(f"warning: skipped {len(info['skipped'])} unreadable files:", file=sys.stderr)
         for s in info["skipped"]:
             print(f"  {s}", file=sys.stderr)
+    for w in info["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     print((Path(out_dir) / "summary.md").read_text())
     print(f"wrote {out_dir}/split.yaml, class*.tsv, histogram.png")
     return 0

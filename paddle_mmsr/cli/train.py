@@ -28,17 +28,26 @@ def main(argv=None) -> int:
                    help="ignore existing checkpoints and start at step 0 (overwrites them)")
     g.add_argument("--assemble", action="store_true",
                    help="only assemble the bundle and summary.json from finished classes")
-    p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument("--check", action="store_true",
+                   help="validate the config and the paths it names (data, split, val), and exit")
     a = p.parse_args(argv)
     try:
         cfg = load_config(a.config, a.override)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.check:
-        print(f"{a.config}: OK ({len(cfg.classes)} classes -> {cfg.output_dir})")
-        return 0
     from paddle_mmsr.train.run import assemble_results, resolve_jobs, run_training
+    if a.check:  # the config, and every path it names
+        from paddle_mmsr.train.preflight import check_inputs
+        try:
+            jobs, _, split = resolve_jobs(cfg)
+            counts = check_inputs(cfg, jobs, split)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{a.config}: OK ({len(cfg.classes)} classes, training images per class "
+              f"{list(counts.values())} -> {cfg.output_dir})")
+        return 0
     if a.assemble:
         jobs, tvat, split = resolve_jobs(cfg)
         res = assemble_results(cfg, jobs, tvat, split)

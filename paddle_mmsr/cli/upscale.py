@@ -7,14 +7,17 @@ input's name (and its path below a folder input) with the chosen extension.
 A file that cannot be read is reported on one line and skipped; the exit code
 is 1 when any file failed, 2 when nothing could start (bad bundle or options).
 Outputs are written atomically, never over an input, and never over an
-existing file without --overwrite.
+existing file without --overwrite. SIGINT and SIGTERM stop after removing the
+file being written (exit 130 / 143); finished outputs are kept.
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import os
+import signal
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +32,18 @@ DEFAULT_BUNDLE = ROOT / "pretrained" / "mmsr_x4_psnr"
 WRITABLE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="upscale.py", description="MMSR x4 super-resolution: "
                                  "tiles routed by texture (TVAT) to generators of matching size.")
@@ -36,12 +51,12 @@ def parse_args(argv=None):
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
     ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
                     help="bundle folder (default: %(default)s)")
-    ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
-    ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
+    ap.add_argument("--tile", type=_int_at_least(1), help="tile size in LR px (default 128)")
+    ap.add_argument("--overlap", type=_int_at_least(0), help="tile overlap in LR px (default 16)")
     ap.add_argument("--device", choices=DEVICES, default="cpu")
     ap.add_argument("--tensorrt", action="store_true", help="with --device gpu: use TensorRT")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
-                    help="auto: Paddle Inference, dygraph if export fails")
+                    help="auto: Paddle Inference; dygraph only for a known, named limitation")
     ap.add_argument("--routing", choices=ROUTINGS, default="tvat",
                     help="single: the largest model on every tile (for comparison)")
     ap.add_argument("--routing-map", metavar="PATH",
@@ -50,9 +65,9 @@ def parse_args(argv=None):
     ap.add_argument("--format", choices=("png", "jpg", "same"), default="png",
                     help="output format; same = the input's (png when not writable)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    ap.add_argument("--batch", type=int,
+    ap.add_argument("--batch", type=_int_at_least(1),
                     help="tiles per network call (default: 1 on CPU, 4 on GPU)")
-    ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    ap.add_argument("--threads", type=_int_at_least(1), help="CPU threads (default: all)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bars (also off when stderr is not a terminal)")
     return ap.parse_args(argv)
@@ -189,8 +204,65 @@ def plan(args, notes: list | None = None) -> list:
     return steps
 
 
+def tiling_error(args) -> str | None:
+    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
+    tile = DEFAULT_TILE if args.tile is None else args.tile
+    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    if overlap >= tile:
+        return (f"--overlap ({overlap}) must be smaller than --tile ({tile})"
+                + ("" if args.tile is not None else "; lower --overlap or raise --tile"))
+    return None
+
+
+def write_error(folder: Path, option: str) -> str | None:
+    """Why nothing can be written in ``folder`` (created if missing), or None."""
+    from paddle_mmsr.image.io import TMP_PREFIX
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX + "probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"{option} {folder}: cannot write there ({e.strerror or e})"
+    return None
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM: unwinds like Ctrl-C, so partial files are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def catch_stops() -> dict:
+    """SIGINT and SIGTERM raise Stopped; returns the previous handlers."""
+    return {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    problem = tiling_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    handlers = catch_stops()
+    try:
+        return _run(args)
+    except Stopped as e:
+        print(f"\nstopped by {e}: the file being written was removed; finished outputs are "
+              "kept (run again to do the rest)", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+def _run(args) -> int:
     bundle = Path(args.bundle)
     if not (bundle / "manifest.yaml").exists():
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
@@ -218,11 +290,23 @@ def main(argv=None) -> int:
     report = Report(lambda s: tqdm.write(s, file=sys.stderr) if bars else print(s, file=sys.stderr))
     start, sr = time.perf_counter(), None
     if any(problem is None for *_, problem in steps):
+        folders = [(out_dir, "-o")]
+        if args.routing_map:
+            rm = Path(args.routing_map)
+            folders.append((rm.parent if rm.suffix.lower() in WRITABLE_EXTS else rm,
+                            "--routing-map"))
+        for folder, option in folders:
+            problem = write_error(folder, option)
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from paddle_mmsr.sr.bundle import BundleError
             from paddle_mmsr.sr.inference import check_device
             from paddle_mmsr.sr.reconstruct import MMSR
+            import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...
+        catch_stops()  # ...which ours replaces
         options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items()
                    if v is not None}
         try:

@@ -86,15 +86,29 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
                         "min": float(s.min()) if len(s) else None,
                         "max": float(s.max()) if len(s) else None})
     write_manifest(out_dir / "all.tsv", rows)
+    warnings = [empty_class_warning(c["id"], tvat.bounds, tvat.n_classes)
+                for c in classes if c["count"] == 0]
     info = {"scale": scale, "sub_size": sub_size, "step": step, "tvat": tvat.to_dict(),
             "degradation": degradation.to_dict(), "sources": [str(d) for d in hr_dirs],
             "n_images": len(files) - len(skipped), "n_subimages": len(rows),
             "percentiles": {str(p): float(np.percentile(scores, p)) for p in (1, 10, 50, 90, 99)},
-            "classes": classes, "skipped": skipped}
+            "classes": classes, "skipped": skipped, "warnings": warnings}
     (out_dir / "split.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     (out_dir / "summary.md").write_text(summary_table(info))
     plot_histogram(scores, tvat.bounds, out_dir / "histogram.png")
     return info
+
+
+def class_range(c: int, bounds) -> str:
+    lo = f"{bounds[c - 1]:g}" if c > 0 else "-inf"
+    hi = f"{bounds[c]:g}" if c < len(bounds) else "inf"
+    return f"[{lo}, {hi})"
+
+
+def empty_class_warning(c: int, bounds, n_classes: int) -> str:
+    return (f"class {c} (TVAT {class_range(c, bounds)}) has no sub-images, so it cannot be "
+            f"trained; choose other --bounds, or --calibrate {n_classes} for {n_classes} "
+            "equal-sized classes")
 
 
 def summary_table(info: dict) -> str:

@@ -60,8 +60,8 @@ def check_bounds(bounds) -> list:
 def _on_scale(img: np.ndarray, value_max: float) -> np.ndarray:
     """HxWxC float32 on the 0..value_max scale; alpha is not texture."""
     img = np.asarray(img)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[:, :, :-1]
     a = to_float(img) * np.float32(value_max)
     return a if a.ndim == 3 else a[:, :, None]
 
@@ -69,7 +69,7 @@ def _on_scale(img: np.ndarray, value_max: float) -> np.ndarray:
 def _channel_factor(img) -> float:
     """Gray counts as three equal channels, so gray and RGB photos share bounds."""
     img = np.asarray(img)
-    return 3.0 if img.ndim == 2 or img.shape[2] == 1 else 1.0
+    return 3.0 if img.ndim == 2 or img.shape[2] in (1, 2) else 1.0
 
 
 def vsp(img: np.ndarray, value_max: float = 255.0) -> np.ndarray:

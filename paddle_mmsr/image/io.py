@@ -1,8 +1,11 @@
 """Read and write images: one place for every input kind.
 
-``read_image`` returns an HxW (gray) or HxWxC (RGB / RGBA) numpy array of
-dtype uint8 or uint16, with EXIF orientation applied, palette and CMYK
-converted to RGB(A). ``write_image`` writes atomically (temp file + rename).
+``read_image`` returns an HxW (gray) or HxWxC (gray + alpha, RGB, RGBA) numpy
+array of dtype uint8 or uint16 (16-bit PNG and TIFF keep 16 bits), with EXIF
+orientation applied, palette and CMYK converted to RGB(A). Files with several
+frames (animated GIF / PNG / WebP, multi-page TIFF) are refused.
+``write_image`` writes atomically (temp file ``.tmp-*`` + rename);
+``list_images`` never lists such temp files.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+TMP_PREFIX = ".tmp-"  # write_image's temporary files: never inputs
 
 
 class ImageReadError(Exception):
@@ -32,13 +36,15 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     if mode in ("1", "L"):
         return np.array(im.convert("L"), dtype=np.uint8)
     if mode == "LA":
-        return np.array(im.convert("RGBA"), dtype=np.uint8)
+        return np.array(im, dtype=np.uint8)
     if mode == "P":
         has_alpha = "transparency" in im.info
         return np.array(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8)
     if mode in ("RGBA", "RGB"):
         return np.array(im, dtype=np.uint8)
-    if mode == "PA" or mode == "RGBa" or mode == "La":
+    if mode == "La":
+        return np.array(im.convert("LA"), dtype=np.uint8)
+    if mode == "PA" or mode == "RGBa":
         return np.array(im.convert("RGBA"), dtype=np.uint8)
     # CMYK, YCbCr, LAB, HSV, ...
     return np.array(im.convert("RGB"), dtype=np.uint8)
@@ -65,9 +71,14 @@ def read_image(path) -> np.ndarray:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise ImageReadError(f"{path}: has {frames} frames (animated or multi-page); "
+                                     "only single images are upscaled: save one frame as PNG")
+            deep_tiff = im.format == "TIFF" and _tiff_bits(im) == 16 and im.mode in ("RGB", "RGBA")
             im.load()
             im = ImageOps.exif_transpose(im)
-            arr = _from_pil(im)
+            arr = _read_16bit_tiff(path) if deep_tiff else _from_pil(im)
     except PermissionError:
         raise ImageReadError(f"{path}: cannot open (permission denied)") from None
     except UnidentifiedImageError:
@@ -81,6 +92,23 @@ def read_image(path) -> np.ndarray:
     if arr.size == 0:
         raise ImageReadError(f"{path}: image has no pixels")
     return arr
+
+
+def _tiff_bits(im) -> int:
+    bits = im.tag_v2.get(258, (8,))  # BitsPerSample
+    return int(bits[0] if isinstance(bits, tuple) else bits)
+
+
+def _read_16bit_tiff(path: Path) -> np.ndarray:
+    """PIL reads 16-bit RGB(A) TIFFs as 8-bit; tifffile keeps the 16 bits."""
+    import tifffile
+    try:
+        a = tifffile.imread(str(path))
+    except Exception as e:  # e.g. a compression tifffile cannot decode
+        raise ValueError(f"16-bit TIFF not decoded by tifffile: {e}") from None
+    if a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"16-bit TIFF decoded as {a.dtype} {a.shape}, expected HxWx3 or 4 uint16")
+    return a
 
 
 def _maybe_16bit_png(path: Path) -> np.ndarray | None:
@@ -128,14 +156,15 @@ def write_image(path, img: np.ndarray, quality: int = 95) -> None:
     """Write atomically: to a temp file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    tmp = None
+    try:  # an interrupt right after mkstemp must not leave the empty file
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+        os.close(fd)
         _save(tmp, img, path.suffix.lower(), quality)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
@@ -148,6 +177,13 @@ def _umask() -> int:
 
 def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
     if img.dtype == np.uint16:
+        if ext in (".tif", ".tiff"):
+            import tifffile
+            rgb = img.ndim == 3 and img.shape[2] in (3, 4)
+            tifffile.imwrite(tmp, img, photometric="rgb" if rgb else "minisblack",
+                             extrasamples=["unassalpha"] if img.ndim == 3 and img.shape[2] in (2, 4)
+                             else None)
+            return
         if ext != ".png":
             img = (img // 257).astype(np.uint8)
         else:
@@ -170,11 +206,11 @@ def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
 
 
 def list_images(folder, others: list | None = None) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted; ``others`` receives the
-    files left out for not having an image extension."""
+    """Image files under ``folder`` (recursive), sorted, without write_image's temp
+    files; ``others`` receives the files left out for not having an image extension."""
     images = []
     for p in Path(folder).rglob("*"):
-        if not p.is_file():
+        if not p.is_file() or p.name.startswith(TMP_PREFIX):
             continue
         if p.suffix.lower() in IMAGE_EXTS:
             images.append(p)

@@ -179,6 +179,19 @@ def load_bundle(root) -> Bundle:
     return b
 
 
+def earlier_bundle(root, log=print) -> str | None:
+    """``root`` if it holds a valid bundle (manifest, weights matching their sha256),
+    else None: a summary must not say "no bundle" while a usable one is on disk."""
+    try:
+        b = load_bundle(root)
+        if all(c.sha256 and sha256_file(b.weight_path(c)) == c.sha256 for c in b.classes):
+            log(f"the bundle of an earlier run is still valid and kept: {root}")
+            return str(root)
+    except (BundleError, OSError):
+        pass
+    return None
+
+
 def write_manifest(bundle: Bundle) -> Path:
     """Write manifest.yaml atomically, filling in each class's sha256."""
     root = Path(bundle.root)

@@ -62,6 +62,15 @@ def _check_image(img) -> np.ndarray:
         raise ValueError(f"expected an HxW or HxWxC image, got shape {img.shape}")
     if img.dtype not in (np.uint8, np.uint16) and not np.issubdtype(img.dtype, np.floating):
         raise TypeError(f"expected uint8, uint16 or float in [0, 1], got {img.dtype}")
+    if np.issubdtype(img.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(img)))
+        if bad:
+            raise ValueError(f"image has {bad} NaN or infinite value(s)")
+        lo, hi = float(img.min()), float(img.max())
+        if lo < 0 or hi > 1:
+            hint = " (0-255 scale? divide by 255, or pass uint8)" if hi > 1 else ""
+            raise ValueError(f"float images must be in [0, 1], got values in "
+                             f"[{lo:g}, {hi:g}]{hint}")
     return img
 
 

@@ -57,10 +57,34 @@ def load_checkpoint(path) -> dict:
     try:
         state = paddle.load(str(path))
     except Exception as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({e})") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
+                              f"{str(e).strip()[:200]}){_what_now(path)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a paddle-mmsr training checkpoint")
     return state
+
+
+def _what_now(path: Path) -> str:
+    """For a damaged latest.pdckpt: the ways to go on, with the steps they restart from."""
+    if path.name != LATEST:
+        return ""
+    best, log = path.with_name(BEST), path.with_name("log.txt")
+    steps = []
+    if log.is_file():
+        steps = [ln.split("checkpoint at step ")[1].split()[0]
+                 for ln in log.read_text(errors="replace").splitlines()
+                 if "checkpoint at step " in ln]
+    ways = []
+    if best.is_file():
+        try:
+            step = paddle.load(str(best))["progress"]["step"]
+            ways.append(f"continue from the best checkpoint (step {step}): "
+                        f"cp {best} {path}, then run again")
+        except Exception:
+            ways.append(f"{best} is unreadable too")
+    ways.append("start again with --fresh (all classes of this run restart at step 0)")
+    last = f" (the damaged file was written at step {steps[-1]}, says log.txt)" if steps else ""
+    return last + ". To go on: " + "; or ".join(ways)
 
 
 # Optimizer state dicts are keyed by parameter *names* (e.g. conv2d_75.w_0_moment1_0),

@@ -14,6 +14,7 @@ import yaml
 
 from paddle_mmsr.data.tvat import TVATSettings
 from paddle_mmsr.train.placement import classes_for_rank, device_for_rank, owner_of, rank_info
+from paddle_mmsr.train.preflight import check_inputs
 
 SPLIT_FILE = "split.yaml"
 
@@ -108,6 +109,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     from paddle_mmsr.train.peers import RankStatus, wait_for_ranks
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
+    check_inputs(cfg, jobs, split)  # before any class trains: paths exist, no class is empty
     mine = classes_for_rank(len(jobs), info.rank, info.world_size)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -200,6 +202,7 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", los
     ``lost``: classes whose rank vanished (their files may be from an older run).
     """
     from paddle_mmsr.train.finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
+    from paddle_mmsr.sr.bundle import earlier_bundle
     out = cfg.output_dir
     classes = read_class_summaries(jobs)
     for c in lost:
@@ -238,6 +241,7 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", los
     else:
         bad = {c: v["status"] for c, v in classes.items() if v["status"] != "done"}
         log(f"bundle NOT assembled: classes {bad}")
+        result["bundle"] = earlier_bundle(out / "bundle", log)
     write_summary(out / "summary.json", result)
     log(f"summary: {out / 'summary.json'}")
     return result
