@@ -108,6 +108,7 @@ START_DIR, DEVICE = setup_notebook(REPO, install=INSTALL, device=DEVICE)
 # %%
 import json
 
+from paddle_mmsr.cli.prepare_demo import TRAIN_PHOTOS  # the demo's photos: the sample data
 from paddle_mmsr.image.io import list_images
 from paddle_mmsr.notebook import (locate_data, make_eval_set, plot_vdl_scalars, run_tool,
                                   save_sample_photos, scaled_schedule, show_image, split_sizes,
@@ -116,7 +117,6 @@ from paddle_mmsr.notebook import (locate_data, make_eval_set, plot_vdl_scalars, 
 WORK = Path(WORK_DIR)
 WORK.mkdir(parents=True, exist_ok=True)
 SEARCH_ROOTS = ["/home/aistudio/data", "/home/aistudio/work", "data", str(WORK / "data")]
-SAMPLE_TRAIN = ["astronaut", "chelsea", "rocket", "immunohistochemistry", "brick", "grass", "gravel", "camera"]
 
 SAMPLE_DATA = not DATA_DIR and locate_data("DIV2K_train_HR", SEARCH_ROOTS, WORK / "data") is None
 if DATA_DIR:
@@ -126,7 +126,7 @@ elif not SAMPLE_DATA:
 else:
     print("No training data found: using 8 sample photos from scikit-image "
           "(a demonstration that everything works, not the paper's experiment).")
-    HR_DIR = save_sample_photos(WORK / "data" / "sample_train", SAMPLE_TRAIN)
+    HR_DIR = save_sample_photos(WORK / "data" / "sample_train", TRAIN_PHOTOS)
 if not HR_DIR.is_dir():
     raise FileNotFoundError(f"DATA_DIR = {DATA_DIR!r}: not a folder")
 print(f"training photos: {HR_DIR} ({len(list_images(HR_DIR))} images)")

@@ -65,28 +65,27 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
-def read_scalars(vdl_dir: Path, tag: str) -> list:
+def read_vdl(vdl_dir: Path, kind: str, tag: str, value) -> list:
+    """[(step, value(record))] of one VisualDL tag ("scalar", "image", ...), all record files."""
     from visualdl import LogReader
-    steps = []
+    out = []
     for f in sorted(vdl_dir.glob("vdlrecords.*.log")):
         reader = LogReader(file_path=str(f))
-        if tag in reader.get_tags().get("scalar", []):
-            steps += [(r.id, r.value) for r in reader.get_data("scalar", tag)]
-    return steps
+        if tag in reader.get_tags().get(kind, []):
+            out += [(r.id, value(r)) for r in reader.get_data(kind, tag)]
+    return out
+
+
+def read_scalars(vdl_dir: Path, tag: str) -> list:
+    return read_vdl(vdl_dir, "scalar", tag, lambda r: r.value)
 
 
 def read_images(vdl_dir: Path, tag: str) -> list:
     """[(step, uint8 array)] of a VisualDL image tag."""
     import io
     from PIL import Image
-    from visualdl import LogReader
-    out = []
-    for f in sorted(vdl_dir.glob("vdlrecords.*.log")):
-        reader = LogReader(file_path=str(f))
-        if tag in reader.get_tags().get("image", []):
-            out += [(r.id, np.asarray(Image.open(io.BytesIO(r.image.encoded_image_string))
-                                      .convert("RGB"))) for r in reader.get_data("image", tag)]
-    return out
+    return read_vdl(vdl_dir, "image", tag, lambda r: np.asarray(
+        Image.open(io.BytesIO(r.image.encoded_image_string)).convert("RGB")))
 
 
 def ckpt_step(path: Path) -> int:
