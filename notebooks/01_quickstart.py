@@ -80,8 +80,9 @@ from paddle_mmsr.image.degrade import Degradation
 from paddle_mmsr.image.io import read_image, to_rgb8, write_image
 from paddle_mmsr.image.resize import imresize
 from paddle_mmsr.metrics.evaluate import score
-from paddle_mmsr.notebook import (crop_to_multiple, find_file, limit_size, nearest_up, run_tool,
-                                  show_routing, show_side_by_side)
+from paddle_mmsr.image.panels import nearest_up
+from paddle_mmsr.notebook import (crop_to_multiple, find_file, limit_size, run_tool, show_routing,
+                                  show_side_by_side)
 
 if not (Path(BUNDLE) / "manifest.yaml").is_file():
     raise FileNotFoundError(

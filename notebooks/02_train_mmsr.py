@@ -335,7 +335,8 @@ import numpy as np
 from paddle_mmsr import MMSR
 from paddle_mmsr.image.io import read_image
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.notebook import nearest_up, show_routing, show_side_by_side
+from paddle_mmsr.image.panels import nearest_up
+from paddle_mmsr.notebook import show_routing, show_side_by_side
 
 models = {"MMSR": MMSR.load(MMSR_BUNDLE, device=DEVICE)}
 if BASE_BUNDLE:

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-__all__ = ["setup_notebook", "pick_device", "run_tool", "crop_to_multiple", "limit_size", "nearest_up", "busiest_window",
+__all__ = ["setup_notebook", "pick_device", "run_tool", "crop_to_multiple", "limit_size", "busiest_window",
            "show_side_by_side", "show_image", "show_routing", "find_path", "find_file",
            "locate_data", "save_sample_photos", "make_eval_set", "split_sizes",
            "PAPER_SPLIT", "CALIBRATED_SPLIT", "MIN_CLASS_SIZE", "small_classes", "tvat_split",
@@ -114,12 +114,6 @@ def limit_size(img: np.ndarray, max_side) -> np.ndarray:
     return img[y:y + max_side, x:x + max_side]
 
 
-def nearest_up(img: np.ndarray, scale: int) -> np.ndarray:
-    """Pixel replication: shows an LR image at the output size, pixels visible."""
-    import numpy as np
-    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-
-
 def busiest_window(img: np.ndarray, size: int) -> tuple[int, int]:
     """(y, x) of the ``size`` x ``size`` window with the most detail (highest
     gradient energy on a coarse grid): a good place to zoom in."""
@@ -149,7 +143,7 @@ def show_side_by_side(images: dict, crop=None, crop_size: int = 96, width: float
     then a zoomed crop of each below.
 
     ``images``: {label: HxWx3 uint8}, all the same size (show an LR image
-    through :func:`nearest_up`). ``crop``: (y, x) of the zoomed window; by
+    through :func:`paddle_mmsr.image.panels.nearest_up`). ``crop``: (y, x) of the zoomed window; by
     default the busiest window of the last image. ``width``: figure width
     in inches.
     """

@@ -67,7 +67,8 @@ def test_notebook_matches_its_script(name):
 
 # ------------------------------------------------------------ helpers
 def test_notebook_utils(tmp_path, photos):
-    from paddle_mmsr.notebook import busiest_window, crop_to_multiple, find_path, nearest_up
+    from paddle_mmsr.image.panels import nearest_up
+    from paddle_mmsr.notebook import busiest_window, crop_to_multiple, find_path
     img = photos["coffee"]
     assert crop_to_multiple(img[:399, :597], 4).shape == (396, 596, 3)
     assert nearest_up(img[:2, :3], 4).shape == (8, 12, 3)

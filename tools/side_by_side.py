@@ -13,9 +13,9 @@ from pathlib import Path
 
 from paddle_mmsr import MMSR
 from paddle_mmsr.image.io import read_image, to_rgb8, write_image
-from paddle_mmsr.image.panels import side_by_side
+from paddle_mmsr.image.panels import nearest_up, side_by_side
 from paddle_mmsr.metrics.psnr_ssim import psnr
-from paddle_mmsr.notebook import busiest_window, crop_to_multiple, nearest_up
+from paddle_mmsr.notebook import busiest_window, crop_to_multiple
 from paddle_mmsr.image.resize import imresize
 
 

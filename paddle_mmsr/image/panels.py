@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["side_by_side", "outline"]
+__all__ = ["side_by_side", "nearest_up", "outline"]
 
 LABEL_HEIGHT = 16  # px of the white band holding a label
 
@@ -20,6 +20,11 @@ def _label_band(text: str, width: int) -> np.ndarray:
     return np.asarray(band)
 
 
+def nearest_up(img: np.ndarray, scale: int) -> np.ndarray:
+    """Pixel replication: an LR image at the output size, its pixels visible."""
+    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
 def side_by_side(*images: np.ndarray, labels=None, gap: int = 4, zoom: int = 1) -> np.ndarray:
     """uint8 HxWx3 images in one row, white ``gap`` px between them, bottoms padded
     white to the tallest. ``zoom``: pixel replication first (for small crops).
@@ -29,7 +34,7 @@ def side_by_side(*images: np.ndarray, labels=None, gap: int = 4, zoom: int = 1) 
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if zoom > 1:
-        images = [np.repeat(np.repeat(i, zoom, axis=0), zoom, axis=1) for i in images]
+        images = [nearest_up(i, zoom) for i in images]
     h = max(i.shape[0] for i in images)
     parts = []
     for k, img in enumerate(images):

@@ -6,7 +6,7 @@ import paddle
 
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.image.panels import side_by_side
+from paddle_mmsr.image.panels import nearest_up, side_by_side
 
 
 def val_pairs(root, scale: int, max_images: int = 0) -> list:
@@ -44,8 +44,7 @@ def picture(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int,
     lr_c = lr[y:y + n, x:x + n]
     hr_win = (slice(y * scale, (y + n) * scale), slice(x * scale, (x + n) * scale))
     bic = imresize(lr_c, output_shape=(n * scale, n * scale))
-    pixels = np.repeat(np.repeat(lr_c, scale, axis=0), scale, axis=1)
-    return side_by_side(pixels, bic, sr[hr_win], hr[hr_win],
+    return side_by_side(nearest_up(lr_c, scale), bic, sr[hr_win], hr[hr_win],
                         labels=("LR", "bicubic", "SR", "HR"))
 
 
