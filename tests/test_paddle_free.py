@@ -13,7 +13,7 @@ CORE = ["paddle_mmsr", "paddle_mmsr.models", "paddle_mmsr.models.spec", "paddle_
         "paddle_mmsr.metrics.evaluate", "paddle_mmsr.image.io", "paddle_mmsr.image.resize",
         "paddle_mmsr.image.degrade", "paddle_mmsr.image.panels", "paddle_mmsr.notebook",
         "paddle_mmsr.cli.upscale", "paddle_mmsr.cli.split", "paddle_mmsr.cli.evaluate",
-        "paddle_mmsr.cli.get_vgg19", "paddle_mmsr.cli.train"]
+        "paddle_mmsr.cli.get_vgg19", "paddle_mmsr.cli.train", "paddle_mmsr.cli.prepare_demo"]
 
 
 def run_without_paddle(code: str) -> subprocess.CompletedProcess:
@@ -48,8 +48,9 @@ def test_core_modules_import_and_work_without_paddle():
 
 def test_cli_help_without_paddle():
     p = run_without_paddle("""
-        from paddle_mmsr.cli import evaluate, get_vgg19, split, upscale
-        for main in (upscale.parse_args, split.main, evaluate.main, get_vgg19.main):
+        from paddle_mmsr.cli import evaluate, get_vgg19, prepare_demo, split, train, upscale
+        for main in (upscale.parse_args, split.main, evaluate.main, get_vgg19.main, train.main,
+                     prepare_demo.main):
             try:
                 main(["--help"])
             except SystemExit as e:
