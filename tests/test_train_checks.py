@@ -48,7 +48,7 @@ def test_training_refuses_an_empty_class_before_any_class_trains(empty_class_spl
                            data={"split": str(split)}, val={"dir": None}))
     with pytest.raises(ValueError, match=r"class 2 \(TVAT \[1e\+06, inf\) of the split .*"
                                          r"has no training images.*--calibrate 3"):
-        run_training(cfg, info=RankInfo(rank=0, world_size=1, run_id="t", launched=False))
+        run_training(cfg, info=RankInfo(rank=0, world_size=1, run_id="t"))
     assert not (out / "class0").exists() and not (out / "class1").exists()
 
 
