@@ -405,7 +405,9 @@ def _render(raw: str) -> list:
     return out
 
 
-def _run_in_terminal(cmd, timeout=300) -> str:
+def _run_in_terminal(cmd, timeout=300, signal_after=None, returncode=0) -> str:
+    """Output of ``cmd`` run on a pseudo-terminal (150 columns); ``signal_after``:
+    send SIGTERM once a line with this text is written and the bar drawn below it."""
     import fcntl
     import pty
     import struct
@@ -423,9 +425,15 @@ def _run_in_terminal(cmd, timeout=300) -> str:
         if not data:
             break
         chunks.append(data)
+        seen = b"".join(chunks)
+        at = seen.find(signal_after.encode()) if signal_after else -1
+        end = seen.find(b"\n", at) if at >= 0 else -1
+        if end >= 0 and b"%|" in seen[end:]:  # that line written, the bar drawn again
+            proc.terminate()
+            signal_after = None
     proc.wait(timeout=timeout)
     os.close(master)
-    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    assert proc.returncode == returncode, b"".join(chunks).decode(errors="replace")[-3000:]
     return b"".join(chunks).decode(errors="replace")
 
 
@@ -454,3 +462,18 @@ def test_console_lines_stay_off_the_progress_bar(tmp_path, train_data):
     assert "step 44 pretrain" in r.stdout and "(44/44, 0:00:00 left)" in r.stdout
     for noise in ("No ccache found", "VisualDL will add logs", "is exists"):
         assert noise not in raw + text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_stop_message_stays_off_the_progress_bar(tmp_path, train_data):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(
+        train_data, tmp_path / "out", pretrain=400, adversarial=0, classes=[{"spec": "1-2"}],
+        data={"split": None, "sources": [str(train_data / "split/class0.tsv")], "crop": 64,
+              "batch_size": 4},
+        log={"every": 20, "progress": True}, val={"dir": None}, checkpoint={"every": 1000}))
+    raw = _run_in_terminal([sys.executable, TOOL, "-c", str(cfg)],
+                           signal_after="step 20 pretrain", returncode=128 + 15)
+    lines = _render(raw)
+    assert "signal 15: saving a checkpoint and stopping" in lines
+    assert any(l.endswith("(stop requested)") and l[:4].isdigit() for l in lines)
+

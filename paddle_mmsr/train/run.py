@@ -24,8 +24,13 @@ class StopFlag:
 
     def __init__(self):
         self.signal = None
+        self._pending = None  # the message, while a progress bar is on screen
 
     def __call__(self) -> bool:
+        if self._pending:  # polled by the training loop: safe to write above the bar
+            from tqdm import tqdm
+            tqdm.write(self._pending, file=sys.stderr)
+            self._pending = None
         return self.signal is not None
 
     def install(self) -> None:
@@ -33,8 +38,12 @@ class StopFlag:
             if self.signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # second Ctrl-C: stop now
             self.signal = signum
-            print(f"signal {signum}: saving a checkpoint and stopping", file=sys.stderr,
-                  flush=True)
+            msg = f"signal {signum}: saving a checkpoint and stopping"
+            from tqdm import tqdm
+            if getattr(tqdm, "_instances", None):  # a bar may be half drawn: the loop prints it
+                self._pending = msg
+            else:
+                print(msg, file=sys.stderr, flush=True)
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, handler)
 
