@@ -81,6 +81,7 @@ class TrainConfig:
     d_updates: int = 1               # D updates per G update in phase 2
     ema_decay: float = 0.0           # EMA of G weights (0 = off); used for val and export
     amp: bool = False                # mixed precision, GPU only
+    amp_dtype: str = "float16"       # float16 (loss scaling) | bfloat16 (cards that support it)
     cpu_threads: int = 0             # 0 = library default
 
 
@@ -172,6 +173,7 @@ _CHOICES = {
     (DegradationConfig, "kernel"): KERNELS,
     (Config, "device"): DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
+    (TrainConfig, "amp_dtype"): ("float16", "bfloat16"),
     (ValConfig, "backend"): BACKENDS,
 }
 

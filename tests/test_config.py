@@ -7,7 +7,7 @@ import yaml
 from conftest import ROOT
 from paddle_mmsr.config import ConfigError, apply_overrides, load_config, parse_config
 from paddle_mmsr.train.batches import batch_indices
-from paddle_mmsr.train.placement import classes_for_rank, rank_info
+from paddle_mmsr.train.placement import class_cost, classes_of_rank, place_classes, rank_info, rank_loads
 
 MINIMAL = {"data": {"sources": ["some/folder"]}}
 
@@ -81,11 +81,36 @@ def test_cli_refuses_a_mistyped_key(tmp_path):
     assert "did you mean 'checkpoint'" in r.stderr
 
 
-def test_placement_round_robin():
-    assert classes_for_rank(3, 0, 3) == [0] and classes_for_rank(3, 2, 3) == [2]
-    assert classes_for_rank(3, 0, 2) == [0, 2] and classes_for_rank(3, 1, 2) == [1]
-    assert classes_for_rank(3, 0, 1) == [0, 1, 2]
-    assert classes_for_rank(3, 3, 4) == []  # extra rank: idle
+def test_placement_by_cost():
+    # longest first, each to the least loaded rank
+    assert place_classes([1.0, 1.0, 1.0], 3) == {0: [0], 1: [1], 2: [2]}
+    assert place_classes([2.0, 5.0, 3.0], 2) == {0: [1], 1: [0], 2: [1]}
+    assert place_classes([3.0, 3.0, 4.0, 2.0], 2) == {0: [1], 1: [1], 2: [0], 3: [0]}
+    assert place_classes([1.0, 2.0, 3.0], 1) == {0: [0], 1: [0], 2: [0]}
+    # more ranks than classes: the spare ranks replicate the costliest per rank
+    assert place_classes([1.0, 2.0, 6.0], 5) == {0: [2], 1: [1], 2: [0, 3, 4]}
+    assert place_classes([1.0, 4.0, 6.0], 5) == {0: [2], 1: [1, 4], 2: [0, 3]}
+    owners = place_classes([1.0, 2.0, 6.0], 4)
+    assert classes_of_rank(owners, 3) == [2] and classes_of_rank(owners, 1) == [1]
+    assert rank_loads(owners, [1.0, 2.0, 6.0]) == {0: 3.0, 1: 2.0, 2: 1.0, 3: 3.0}
+    with pytest.raises(ValueError):
+        place_classes([1.0], 0)
+
+
+def test_class_cost_follows_the_spec_and_the_schedule():
+    cfg = parse_config({"classes": [{"spec": s, "sources": ["x"]} for s in ("4-6", "8-6", "16-8")],
+                        "tvat": {"bounds": [2.0, 4.0]},
+                        "train": {"pretrain_iters": 100, "adversarial_iters": 0}})
+    small, mid, big = (class_cost(cfg, c) for c in range(3))
+    assert small < mid < big
+    # 64 channels, x4: 16-8 costs about 1.8 times 4-6 in phase 1 (upsampling is shared)
+    assert 1.5 < big / small < 2.2
+    assert place_classes([small, mid, big], 2) == {0: [1], 1: [1], 2: [0]}
+    longer = parse_config({"classes": [{"spec": "4-6", "sources": ["x"]}],
+                           "train": {"pretrain_iters": 200, "adversarial_iters": 0}})
+    assert class_cost(longer, 0) == pytest.approx(2 * small)
+
+
     env = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "3", "PADDLE_LOCAL_RANK": "1",
            "PADDLE_TRAINER_ENDPOINTS": "127.0.0.1:1,127.0.0.1:2", "PADDLE_MASTER": "x:3"}
     info = rank_info(env)

@@ -301,16 +301,6 @@ def test_assemble_only_refuses_unfinished_classes(tmp_path, train_data):
     assert os.path.exists(tmp_path / "out/summary.json")
 
 
-def test_extra_rank_idles(tmp_path, train_data, capsys):
-    from paddle_mmsr.config import parse_config
-    from paddle_mmsr.train.placement import RankInfo
-    from paddle_mmsr.train.run import run_training
-    cfg = parse_config(tiny_config(train_data, tmp_path / "out"))
-    code = run_training(cfg, info=RankInfo(rank=3, world_size=4, run_id="x"))
-    assert code == 0 and "[rank 3/4] no class to train" in capsys.readouterr().out
-    assert not (tmp_path / "out/class0").exists()
-
-
 def test_loader_workers_give_the_same_batches(train_data):
     from paddle_mmsr.data.dataset import SRDataset
     from paddle_mmsr.train.batches import batch_stream

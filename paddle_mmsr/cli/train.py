@@ -2,8 +2,10 @@
 
     python tools/train.py -c configs/mmsr_x4.yaml [-o key.path=value ...]
     python -m paddle.distributed.launch --devices 0,1,2 tools/train.py -c configs/mmsr_x4.yaml
+    python -m paddle.distributed.launch --nproc_per_node 3 tools/train.py -c configs/mmsr_x4_cpu.yaml
 
-Under the launcher, rank r trains the classes c with c % world_size == r.
+Under the launcher, classes go to ranks by estimated cost (spare ranks become
+data-parallel replicas of the costliest classes); on CPU use --nproc_per_node N.
 A run continues from the output folder's latest checkpoints by default.
 """
 import argparse

@@ -44,6 +44,12 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _device(text: str) -> str:
+    if text not in DEVICES and not (text.startswith("gpu:") and text[4:].isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, gpu or gpu:N")
+    return text
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="upscale.py", description="MMSR x4 super-resolution: "
                                  "tiles routed by texture (TVAT) to generators of matching size.")
@@ -53,7 +59,8 @@ def parse_args(argv=None):
                     help="bundle folder (default: %(default)s)")
     ap.add_argument("--tile", type=_int_at_least(1), help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=_int_at_least(0), help="tile overlap in LR px (default 16)")
-    ap.add_argument("--device", choices=DEVICES, default="cpu")
+    ap.add_argument("--device", type=_device, default="cpu",
+                    help="cpu, gpu or gpu:N (the N-th visible GPU)")
     ap.add_argument("--tensorrt", action="store_true", help="with --device gpu: use TensorRT")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="auto: Paddle Inference; dygraph only for a known, named limitation")
@@ -271,7 +278,7 @@ def _run(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: -o {out_dir} is a file, not a folder", file=sys.stderr)
         return 2
-    if args.tensorrt and args.device != "gpu":
+    if args.tensorrt and not args.device.startswith("gpu"):
         print("error: --tensorrt needs --device gpu", file=sys.stderr)
         return 2
     notes = []

@@ -46,14 +46,56 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+def parse_device(device: str) -> tuple:
+    """("cpu", None) for "cpu"; ("gpu", N) for "gpu:N" ("gpu" = "gpu:0")."""
+    if device == "cpu":
+        return "cpu", None
     if device == "gpu":
-        import paddle
+        return "gpu", 0
+    if device.startswith("gpu:") and device[4:].isdigit():
+        return "gpu", int(device[4:])
+    raise ValueError(f"device must be cpu, gpu or gpu:N, got {device!r}")
+
+
+def check_device(device: str, visible: int | None = None) -> None:
+    """Refuse a GPU device that this Paddle build or this machine cannot give.
+    ``visible``: number of visible GPUs (default: ask Paddle)."""
+    kind, index = parse_device(device)
+    if kind != "gpu":
+        return
+    import paddle
+    if visible is None:
         if not paddle.is_compiled_with_cuda():
-            raise RuntimeError("--device gpu: this PaddlePaddle build has no CUDA support "
+            raise RuntimeError(f"--device {device}: this PaddlePaddle build has no CUDA support "
                                "(install paddlepaddle-gpu, or use --device cpu)")
+        visible = paddle.device.cuda.device_count()
+    if visible == 0:
+        raise RuntimeError(f"--device {device}: Paddle has CUDA but sees no GPU "
+                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}"
+                           "; check nvidia-smi), or use --device cpu")
+    if index >= visible:
+        raise RuntimeError(f"--device {device}: only {visible} GPU(s) visible "
+                           f"(gpu:0 .. gpu:{visible - 1})")
+
+
+def tensorrt_shapes(max_input) -> tuple:
+    """(min, max, opt) input shapes for TensorRT's dynamic shapes: from 1x1 (small
+    images give small tiles) to (batch, tile, tile)."""
+    n, hw = max_input
+    big = {"x": [n, 3, hw, hw]}
+    return {"x": [1, 3, 1, 1]}, big, big
+
+
+def check_tensorrt(model_file) -> None:
+    """Paddle Inference's TensorRT engine (enable_tensorrt_engine) runs legacy
+    ``.pdmodel`` programs only; Paddle 3's ``jit.save`` writes ``.json`` (PIR)."""
+    if Path(model_file).suffix == ".json":
+        import paddle
+        raise ExportLimitation(
+            f"--tensorrt: Paddle {paddle.__version__} exported {Path(model_file).name} (PIR "
+            "format), and Paddle Inference's TensorRT engine applies to .pdmodel models only. "
+            "Run without --tensorrt (CUDA without TensorRT), or use a Paddle 2.6 GPU build "
+            "for TensorRT.")
 
 
 class DygraphRunner:
@@ -67,7 +109,8 @@ class DygraphRunner:
     def run(self, x: np.ndarray) -> np.ndarray:
         import paddle
         with self._lock, paddle.no_grad():
-            place = paddle.CUDAPlace(0) if self.device == "gpu" else paddle.CPUPlace()
+            kind, index = parse_device(self.device)
+            place = paddle.CUDAPlace(index) if kind == "gpu" else paddle.CPUPlace()
             return self.layer(paddle.to_tensor(x, place=place)).numpy()
 
 
@@ -77,19 +120,19 @@ class PredictorRunner:
     name = "inference"
 
     def __init__(self, model_file, params_file, device: str = "cpu", threads: int | None = None,
-                 tensorrt: bool = False, max_input=(4, 128), gpu_id: int = 0):
+                 tensorrt: bool = False, max_input=(4, 128)):
         from paddle import inference as pi
         cfg = pi.Config(str(model_file), str(params_file))
-        if device == "gpu":
-            cfg.enable_use_gpu(256, gpu_id)
+        kind, index = parse_device(device)
+        if kind == "gpu":
+            cfg.enable_use_gpu(256, index)  # the card of "gpu:N"
             if tensorrt:  # untested here (no GPU); shapes range up to (batch, tile)
-                n, hw = max_input
-                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=n,
+                check_tensorrt(model_file)
+                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max_input[0],
                                            min_subgraph_size=3,
                                            precision_mode=pi.PrecisionType.Float32,
                                            use_static=False, use_calib_mode=False)
-                big = {"x": [n, 3, hw, hw]}
-                cfg.set_trt_dynamic_shape_info({"x": [1, 3, 8, 8]}, big, big)
+                cfg.set_trt_dynamic_shape_info(*tensorrt_shapes(max_input))
         else:
             cfg.disable_gpu()
             cfg.enable_mkldnn()
@@ -236,14 +279,15 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
             model, params = export_generator(bundle, entry, cache_dir)
             return PredictorRunner(model, params, device, threads, tensorrt, max_input)
         except ExportLimitation as e:
-            if backend == "inference":
+            if backend == "inference" or tensorrt:  # --tensorrt is never dropped silently
                 raise
             import warnings
             warnings.warn(f"class {entry.id}: Paddle Inference unavailable ({e}); "
                           "using dygraph (slower)")
     layer = bundle.build_generator(entry)
-    if device == "gpu":
-        layer.to(device="gpu")
+    kind, index = parse_device(device)
+    if kind == "gpu":
+        layer.to(device=f"gpu:{index}")
     elif threads:
         from paddle.base import core
         core.set_num_threads(threads)  # process-wide math library threads in dygraph

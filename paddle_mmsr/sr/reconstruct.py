@@ -103,7 +103,7 @@ class MMSR:
         self.backend, self.device, self.threads = backend, device, threads
         self.cache_dir, self.tensorrt = cache_dir, tensorrt
         if batch_size is None:  # CPU: batches > 1 are no faster and each new shape costs memory
-            batch_size = 4 if device == "gpu" else 1
+            batch_size = 4 if device.startswith("gpu") else 1
         self.tile, self.overlap, self.batch_size = int(tile), int(overlap), max(1, int(batch_size))
         self._runners = {}
         self._lock = threading.Lock()

@@ -21,17 +21,64 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def rng_state() -> dict:
-    return {"paddle": paddle.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
+def _gpu_index(device: str):
+    """N of "gpu:N" ("gpu" = 0); None for other devices."""
+    if device == "gpu":
+        return 0
+    if device.startswith("gpu:"):
+        return int(device[4:])
+    return None
 
 
-def set_rng_state(state: dict) -> None:
+def rng_state(device: str | None = None) -> dict:
+    """The random state of this process: numpy, Python, Paddle's CPU generator and
+    the generator of the GPU this rank uses (only that one: a checkpoint made with
+    4 visible GPUs resumes with 1, and a CPU one with GPUs visible)."""
+    device = device or paddle.get_device()
+    state = {"device": device, "cpu": paddle.get_rng_state("cpu")[0],
+             "numpy": np.random.get_state(), "python": random.getstate()}
+    gpu = _gpu_index(device)
+    if gpu is not None:
+        state["gpu"] = paddle.get_cuda_rng_state()[gpu]
+    return state
+
+
+def set_rng_state(state: dict, device: str | None = None, log=None) -> None:
+    """Restore ``rng_state()``; the saved GPU generator goes to this rank's GPU."""
     if not state:
         return
-    paddle.set_rng_state(state["paddle"])
+    device = device or paddle.get_device()
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    if "cpu" in state:
+        paddle.set_rng_state([state["cpu"]], device="cpu")
+    elif "paddle" in state:  # older checkpoints: the list of every device's generator
+        try:
+            paddle.set_rng_state(state["paddle"])
+        except ValueError as e:  # saved with another number of devices
+            if log:
+                log(f"Paddle random state not restored ({e}); numpy and Python states are")
+    gpu = _gpu_index(device)
+    if gpu is not None and "gpu" in state:
+        states = paddle.get_cuda_rng_state()
+        states[gpu] = state["gpu"]
+        paddle.set_cuda_rng_state(states)
+
+
+def scaler_state(scalers: dict) -> dict:
+    """{name: GradScaler state with plain numbers} of the enabled AMP loss scalers."""
+    out = {}
+    for k, sc in scalers.items():
+        st = sc.state_dict() if sc is not None else {}
+        if st:
+            out[k] = {n: [float(v[0])] if n == "scale" else v for n, v in st.items()}
+    return out
+
+
+def load_scaler_state(scalers: dict, saved: dict) -> None:
+    for k, st in (saved or {}).items():
+        if scalers.get(k) is not None:
+            scalers[k].load_state_dict(st)
 
 
 def save_checkpoint(path, state: dict) -> Path:

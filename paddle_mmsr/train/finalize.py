@@ -10,18 +10,27 @@ from pathlib import Path
 from paddle_mmsr.sr.bundle import Bundle, ClassEntry, write_manifest
 
 
-def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict) -> Path:
-    """Copy each class's g_final.pdparams into ``bundle_dir`` and write the manifest."""
+def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict,
+                    weights: dict | None = None) -> Path:
+    """Write each class's final generator into ``bundle_dir`` and the manifest.
+
+    ``weights``: {class: bytes of its g_final.pdparams} as received from the
+    ranks; None copies ``<class dir>/g_final.pdparams`` (``--assemble``)."""
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for job in jobs:
-        src = job.dir / "g_final.pdparams"
-        if not src.exists():
-            raise FileNotFoundError(f"{src}: class {job.id} has no final weights")
         name = f"class{job.id}.pdparams"
         tmp = bundle_dir / f".{name}.tmp"
-        shutil.copyfile(src, tmp)
+        if weights is not None:
+            if job.id not in weights:
+                raise RuntimeError(f"class {job.id}: no final weights were received")
+            tmp.write_bytes(weights[job.id])
+        else:
+            src = job.dir / "g_final.pdparams"
+            if not src.exists():
+                raise FileNotFoundError(f"{src}: class {job.id} has no final weights")
+            shutil.copyfile(src, tmp)
         os.replace(tmp, bundle_dir / name)
         entries.append(ClassEntry(id=job.id, spec=job.spec, weights=name,
                                   generator=dict(job.generator)))

@@ -25,9 +25,12 @@ from paddle_mmsr.train.batches import batch_stream
 from paddle_mmsr.train.builders import build_networks, build_optimizers
 from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
-                         portable_optimizer_state, rng_state, save_checkpoint, set_rng_state)
+                         load_scaler_state, portable_optimizer_state, rng_state, save_checkpoint,
+                         scaler_state, set_rng_state)
 from paddle_mmsr.train.monitor import Monitor
-from paddle_mmsr.train.steps import AdversarialWeights, adversarial_step, ema_update, pixel_loss_fn, pretrain_step
+from paddle_mmsr.train.replicas import Replica  # noqa: F401  (re-exported for run.py)
+from paddle_mmsr.train.steps import (AdversarialWeights, adversarial_step, amp_dtype_for, ema_update,
+                                    make_scaler, pixel_loss_fn, pretrain_step)
 from paddle_mmsr.train.validate import load_pairs, picture, upscale, val_pairs, validate_generator
 
 
@@ -112,6 +115,7 @@ class Progress:
     iters: dict = field(default_factory=lambda: {"pretrain": 0, "adversarial": 0})
     last_val: dict = field(default_factory=dict)
     curve: list = field(default_factory=list)  # [{train_seconds, iteration, psnr_y}] per validation
+    scalers: dict = field(default_factory=dict)  # AMP loss-scaler states (amp: true on GPU)
 
     @property
     def train_seconds(self) -> float:
@@ -202,13 +206,18 @@ def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
 
 # ------------------------------------------------------------ the run
 def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda: False,
-                console: bool = True) -> dict:
+                console: bool = True, replica=None) -> dict:
     """Train one class to the end (or until ``stop()``); returns its summary dict.
 
     resume: "auto" (continue from latest.pdckpt if present), "require"
-    (fail without one) or "fresh" (ignore it).
+    (fail without one) or "fresh" (ignore it). ``replica``: this rank's place
+    among the ranks training the class together (``train.replicas``).
     """
     t_start = time.time()
+    if replica is not None and not replica.leader:  # own folder; starts from the leader's state
+        sub = job.dir / f"replica{replica.index}"
+        job = ClassJob(**{**asdict(job), "dir": sub, "vdl_dir": sub / "vdl"})
+        resume = "fresh"
     tc, P, A = cfg.train, cfg.train.pretrain_iters, cfg.train.adversarial_iters
     total = P + A
     job.dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +233,11 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         progress = _restore(load_checkpoint(latest), nets, opts, job)
     elif resume == "require":
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from")
+    if replica is not None:  # every replica continues from the leader's weights and optimiser
+        state = replica.share_start(_checkpoint_state(nets, opts, progress, job)
+                                    if replica.leader else None)
+        if not replica.leader:
+            progress = _restore({**state, "data": job.data_id}, nets, opts, job)
     if progress.step > total:
         raise RuntimeError(
             f"{latest} is at step {progress.step}, past this config's {P} + {A} iterations; "
@@ -251,7 +265,8 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
             mon.info(f"validation: {len(val_images)} images from {cfg.val.dir}")
         if A > 0 and cfg.loss.content_weight > 0 and progress.step < total and vgg is None:
             raise RuntimeError("phase 2 needs the VGG19 loss network (vgg=None)")
-        ClassTrainer(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon).run(stop)
+        ClassTrainer(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon,
+                     replica).run(stop)
         g_out = nets["ema"] or nets["g"]
         save_weights(g_out, job.dir / "g_final.pdparams")
         summary = class_summary(cfg, job, progress, time.time() - t_start)
@@ -271,7 +286,7 @@ class ClassTrainer:
     other attributes are rebuilt from the config on resume."""
 
     def __init__(self, cfg, job: ClassJob, nets: dict, opts: dict, progress: Progress,
-                 dataset, val_images: list, vgg, mon: Monitor):
+                 dataset, val_images: list, vgg, mon: Monitor, replica=None):
         tc = cfg.train
         self.cfg, self.job, self.nets, self.opts = cfg, job, nets, opts
         self.progress, self.val_images, self.vgg, self.mon = progress, val_images, vgg, mon
@@ -284,12 +299,16 @@ class ClassTrainer:
         amp = tc.amp and "gpu" in paddle.get_device()
         if tc.amp and not amp:
             mon.info("train.amp ignored: mixed precision is used on GPU only")
-        self.scalers = {k: paddle.amp.GradScaler() if amp else None
-                        for k in ("pretrain", "g", "d")}
+        dtype = amp_dtype_for(tc.amp_dtype, mon.info) if amp else None
+        self.scalers = {k: make_scaler(dtype) if amp else None for k in ("pretrain", "g", "d")}
+        load_scaler_state(self.scalers, progress.scalers)
+        self.sync = replica.average_gradients if replica else None
         self.train_crop = _train_crop(dataset, cfg.scale)
         self.crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
         self.stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
-                                   start=progress.batches, workers=cfg.data.workers)
+                                   start=progress.batches, workers=cfg.data.workers,
+                                   shard=(replica.index, replica.size) if replica else (0, 1),
+                                   log=mon.info)
         self.meter = LossMeter()
         self.last_save = time.time()      # wall clock of the last checkpoint
         self.saved_step = progress.step   # step of the last good checkpoint
@@ -350,7 +369,8 @@ class ClassTrainer:
         p.batches += 1
         if phase == "pretrain":
             opt, sched = self.opts["pretrain"]
-            losses = pretrain_step(self.g, opt, lr, hr, self.pixel_fn, self.scalers["pretrain"])
+            losses = pretrain_step(self.g, opt, lr, hr, self.pixel_fn, self.scalers["pretrain"],
+                                   self.sync)
             sched.step()
         else:
             opt, sched = self.opts["g"]
@@ -359,7 +379,7 @@ class ClassTrainer:
             losses = adversarial_step(
                 self.g, self.d, opt, self.opts["d"][0], lr, hr,
                 lambda sr, t: content_loss(self.vgg, sr, t), g_adv_loss, d_loss, self.weights,
-                self.pixel_fn, extra, (self.scalers["g"], self.scalers["d"]))
+                self.pixel_fn, extra, (self.scalers["g"], self.scalers["d"]), self.sync)
             sched.step()
             self.opts["d"][1].step()
         if self.g_ema is not None:
@@ -426,6 +446,7 @@ class ClassTrainer:
         if not _all_finite(self.g) or (self.d is not None and not _all_finite(self.d)):
             raise NonFiniteLoss(f"{self.job.name}: non-finite weights at step {p.step}; "
                                 f"kept the last good checkpoint (step {self.saved_step})")
+        p.scalers = scaler_state(self.scalers)
         state = _checkpoint_state(self.nets, self.opts, p, self.job)
         save_checkpoint(self.job.dir / LATEST, state)
         if best:

@@ -1,8 +1,10 @@
 """The whole experiment as one process sees it: train the classes placed on
-this rank, then (rank 0) assemble the bundle and write summary.json."""
+this rank, meet the other ranks (``train.ranks``), then (rank 0) assemble
+the bundle from what the ranks sent and write summary.json."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -13,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.train.placement import classes_for_rank, device_for_rank, owner_of, rank_info
+from paddle_mmsr.train.placement import (class_cost, classes_of_rank, device_for_rank, place_classes,
+                                         rank_info, rank_loads)
 from paddle_mmsr.train.preflight import check_inputs
 
 SPLIT_FILE = "split.yaml"
@@ -104,91 +107,181 @@ def _setup_device(cfg, info) -> str:
     return device
 
 
-def _record_failure(job, error: BaseException, info) -> None:
-    job.dir.mkdir(parents=True, exist_ok=True)
-    (job.dir / "failed.json").write_text(json.dumps({
-        "class": job.id, "spec": job.spec, "rank": info.rank, "run_id": info.run_id,
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"), "error": f"{type(error).__name__}: {error}",
-        "traceback": traceback.format_exc()}, indent=1))
+def _record_failure(job, error: BaseException, info, write: bool = True) -> dict:
+    failure = {"class": job.id, "spec": job.spec, "rank": info.rank, "run_id": info.run_id,
+               "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+    if write:
+        job.dir.mkdir(parents=True, exist_ok=True)
+        (job.dir / "failed.json").write_text(json.dumps(failure, indent=1))
+    return failure
+
+
+def _replica_groups(owners: dict) -> dict:
+    """{class: process group} for every class trained by several ranks. Every rank
+    creates every group, in class order, as paddle.distributed.new_group requires."""
+    import paddle.distributed as dist
+    return {c: dist.new_group(ranks) for c, ranks in owners.items() if len(ranks) > 1}
+
+
+def _rank_report(info, device: str, busy: float, results: dict, jobs) -> dict:
+    """What rank 0 needs from this rank: each class's status (and reason), its final
+    generator weights (bytes of g_final.pdparams, a few MB) and the busy time."""
+    classes = {}
+    for c, res in results.items():
+        entry = dict(res)
+        if res["status"] == "done":
+            entry["weights"] = (jobs[c].dir / "g_final.pdparams").read_bytes()
+        classes[c] = entry
+    return {"rank": info.rank, "host": info.host, "device": device,
+            "busy_seconds": round(busy, 3), "classes": classes}
 
 
 def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
-    """Train this rank's classes; rank 0 also finalizes. Returns the exit code."""
-    from paddle_mmsr.train.loop import Interrupted, train_class
-    from paddle_mmsr.train.peers import RankStatus, wait_for_ranks
+    """Train this rank's classes; rank 0 also assembles the results. Returns the exit code: non-zero
+    when a class of this rank failed or (every rank) when the bundle was not assembled."""
+    from paddle_mmsr.train.loop import Interrupted, Replica, train_class
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
     check_inputs(cfg, jobs, split)  # before any class trains: paths exist, no class is empty
-    mine = classes_for_rank(len(jobs), info.rank, info.world_size)
+    costs = [class_cost(cfg, c) for c in range(len(jobs))]
+    owners = place_classes(costs, info.world_size)
+    mine = classes_of_rank(owners, info.rank)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"[rank {info.rank}/{info.world_size}]"
+    say = lambda m: log(f"{prefix} {m}")  # noqa: E731
     if info.rank == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-    if not mine:
-        log(f"{prefix} no class to train ({len(jobs)} classes on {info.world_size} ranks; "
-            "extra ranks idle). Exiting.")
-        return 0
-    if resume != "fresh":  # before any training: a changed split stops the run
-        from paddle_mmsr.train.loop import check_split_unchanged
-        for c in mine:
-            check_split_unchanged(jobs[c])
     device = _setup_device(cfg, info)
-    log(f"{prefix} device {device}, classes {mine} "
-        f"({', '.join(jobs[c].spec for c in mine)}) -> {out}")
-
-    if cfg.val.dir:  # fail now, not at the first validation
-        import paddle_mmsr.metrics.psnr_ssim  # noqa: F401
-        from paddle_mmsr.train.validate import val_pairs
-        val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images)
-    stop = StopFlag()
-    stop.install()
-    vgg = None
-    if cfg.train.adversarial_iters > 0 and cfg.loss.content_weight > 0:
-        from paddle_mmsr.train.builders import load_vgg
-        vgg = load_vgg(cfg.loss, log, seed=cfg.seed)  # fails here, before any training, if weights are missing
-
-    status = RankStatus(out, info, mine)
-    failed, interrupted = [], False
+    team = None
+    if info.world_size > 1:
+        from paddle_mmsr.train.ranks import Team
+        team = Team(info)
     try:
+        groups = _replica_groups(owners) if team else {}
+        roles = [f"{c} ({jobs[c].spec}" + (f", replica {owners[c].index(info.rank)}/"
+                                            f"{len(owners[c])}" if len(owners[c]) > 1 else "")
+                 + ")" for c in mine]
+        say(f"local rank {info.local_rank}, pid {os.getpid()}, device {device}, classes "
+            f"{mine} {' '.join(roles)} -> {out}")
+        if not mine:
+            say(f"no class to train ({len(jobs)} classes on {info.world_size} ranks)")
+        if resume != "fresh":  # before any training: a changed split stops the run
+            from paddle_mmsr.train.loop import check_split_unchanged
+            for c in mine:
+                if owners[c][0] == info.rank:
+                    check_split_unchanged(jobs[c])
+        vgg = None
+        if mine and cfg.val.dir:  # fail now, not at the first validation
+            import paddle_mmsr.metrics.psnr_ssim  # noqa: F401
+            from paddle_mmsr.train.validate import val_pairs
+            val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images)
+        stop = StopFlag()
+        stop.install()
+        if mine and cfg.train.adversarial_iters > 0 and cfg.loss.content_weight > 0:
+            from paddle_mmsr.train.builders import load_vgg
+            vgg = load_vgg(cfg.loss, say, seed=cfg.seed)  # fails here, before any training, if weights are missing
+
+        results, failed, interrupted = {}, [], False
+        t0 = time.perf_counter()
         for c in mine:
-            job = jobs[c]
-            status.set_class(c, "running")
-            (job.dir / "summary.json").unlink(missing_ok=True)
+            job, ranks = jobs[c], owners[c]
+            leader = ranks[0] == info.rank
+            replica = (Replica(groups[c], ranks.index(info.rank), len(ranks))
+                       if len(ranks) > 1 else None)
+            if leader:
+                (job.dir / "summary.json").unlink(missing_ok=True)
             try:
-                summary = train_class(cfg, job, vgg=vgg, resume=resume, stop=stop)
-                (job.dir / "failed.json").unlink(missing_ok=True)
-                status.set_class(c, "done", seconds=summary["train_seconds"])
+                summary = train_class(cfg, job, vgg=vgg, resume=resume, stop=stop,
+                                      replica=replica)
+                if leader:
+                    (job.dir / "failed.json").unlink(missing_ok=True)
+                    results[c] = {"status": "done", **summary}
             except Interrupted as e:
-                log(f"{prefix} {e}")
-                status.set_class(c, "interrupted")
+                say(str(e))
                 interrupted = True
                 break
             except Exception as e:  # one class failing does not stop the others
-                _record_failure(job, e, info)
-                status.set_class(c, "failed", error=f"{type(e).__name__}: {e}")
-                log(f"{prefix} class {c} FAILED: {type(e).__name__}: {e}")
+                results[c] = {"status": "failed", **_record_failure(job, e, info, leader)}
+                say(f"class {c} FAILED: {type(e).__name__}: {e}")
                 failed.append(c)
-        status.set_phase("finished")
+        report = _rank_report(info, device, time.perf_counter() - t0, results, jobs)
+
         if interrupted:
+            if team is not None:
+                team.leave()
+            if info.rank == 0:  # say what is known; the other ranks cannot be asked now
+                assemble_results(cfg, jobs, tvat, split, info, device, reports={0: report},
+                         trouble={0: "stopped: signal"}, owners=owners, costs=costs, log=say)
             return 128 + int(stop.signal or signal.SIGTERM)
-        if info.rank == 0:
-            others = [r for r in range(1, min(info.world_size, len(jobs)))]
-            lost = []
-            if others:
-                peers = wait_for_ranks(out, info.run_id, others, stop=stop,
-                                       log=lambda m: log(f"{prefix} {m}"))
-                lost = [c for c in range(len(jobs)) if peers.get(owner_of(c, info.world_size),
-                                                                 True) is None]
-            assemble_results(cfg, jobs, tvat, split, info, device, lost=lost,
-                     log=lambda m: log(f"{prefix} {m}"))
-            status.set_phase("finalized")
-        elif failed:  # stay alive until rank 0 is done, else the launcher kills it
-            wait_for_ranks(out, info.run_id, [0], phases=("finalized",),
-                           log=lambda m: log(f"{prefix} {m}"), stop=stop)
+        if team is None:
+            res = assemble_results(cfg, jobs, tvat, split, info, device, reports={0: report},
+                           owners=owners, costs=costs, log=say)
+            return 0 if res["bundle_assembled"] and not failed else 1
+
+        peers = team.wait_for_all(stop, say)
+        trouble = {r: v for r, v in peers.items() if v != "finished"}
+        if info.rank != 0:
+            if trouble:
+                say("bundle NOT assembled: " + "; ".join(f"rank {r} {v}"
+                                                         for r, v in sorted(trouble.items())))
+                return 1
+            team.gather_reports(report)
+            assembled = team.share_outcome(None)
+            say("rank 0 assembled the bundle" if assembled else "bundle NOT assembled (see rank 0)")
+            return 0 if assembled and not failed else 1
+        reports = {0: report}
+        if not trouble:
+            try:
+                reports = team.gather_reports(report)
+            except Exception as e:  # a rank died between finishing and sending
+                trouble = {"gather": f"failed: {type(e).__name__}: {e}"}
+        if trouble:
+            team.call_off()
+        res = assemble_results(cfg, jobs, tvat, split, info, device, reports=reports, trouble=trouble,
+                       owners=owners, costs=costs, log=say,
+                       on_bundle=None if trouble else team.share_outcome)
+        return 0 if res["bundle_assembled"] else 1
     finally:
-        status.close()
-    return 1 if failed else 0
+        if team is not None:
+            team.close()
+
+
+def _merge_reports(jobs, reports: dict, trouble: dict, owners: dict) -> tuple:
+    """({class: status dict}, {class: weights bytes}) from the ranks' reports; a class
+    nobody reported is "lost", with what is known of its ranks."""
+    classes, weights = {}, {}
+    for r in sorted(reports):
+        for c, entry in reports[r]["classes"].items():
+            entry = dict(entry)
+            w = entry.pop("weights", None)
+            if w is not None:
+                weights[c] = w
+            if c not in classes or entry["status"] == "failed":  # a failing replica counts
+                classes[c] = entry
+    for job in jobs:
+        if job.id not in classes:
+            ranks = owners[job.id]
+            why = "; ".join(f"rank {r} {trouble[r]}" for r in ranks if r in trouble)
+            if not why:
+                why = "not reported" + (f" ({'; '.join(f'{k}: {v}' for k, v in trouble.items())})"
+                                        if trouble else "")
+            classes[job.id] = {"status": "lost", "class": job.id, "spec": job.spec,
+                               "ranks": ranks, "error": why}
+    return dict(sorted(classes.items())), weights
+
+
+def _busy_report(reports: dict, world: int) -> dict:
+    busy = {r: reports[r]["busy_seconds"] for r in sorted(reports)}
+    out = {"ranks": {r: {**{k: reports[r][k] for k in ("host", "device", "busy_seconds")},
+                         "classes": sorted(reports[r]["classes"])} for r in sorted(reports)}}
+    if len(busy) == world:
+        total = sum(busy.values())
+        out.update(busy_seconds_max=round(max(busy.values()), 3),
+                   busy_seconds_ideal=round(total / world, 3),
+                   balance=round(total / world / max(max(busy.values()), 1e-9), 4))
+    return out
 
 
 def _routed_curve(cfg, jobs, classes, tvat, device, log):
@@ -196,8 +289,7 @@ def _routed_curve(cfg, jobs, classes, tvat, device, log):
     from paddle_mmsr.train.curves import routed_curve, write_routed_vdl
     try:
         points = routed_curve(cfg.output_dir, jobs, {c: v.get("curve") for c, v in classes.items()},
-                              tvat, cfg.scale, cfg.val,
-                              "gpu" if device.startswith("gpu") else "cpu", log)
+                              tvat, cfg.scale, cfg.val, device, log)
         write_routed_vdl(cfg.output_dir / "vdl" / "routed", points)
         return points
     except Exception as e:  # the bundle stays valid; report the problem
@@ -205,26 +297,49 @@ def _routed_curve(cfg, jobs, classes, tvat, device, log):
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", lost=(), log=print) -> dict:
+def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", reports=None, trouble=None,
+             owners=None, costs=None, on_bundle=None, log=print) -> dict:
     """Bundle (if every class is done), routed validation, summary.json.
 
-    ``lost``: classes whose rank vanished (their files may be from an older run).
+    ``reports``: {rank: report} received from the ranks (None: read the class
+    folders, as ``--assemble`` does). ``trouble``: {rank: what went wrong}.
+    ``on_bundle(assembled)`` is called once it is known whether the bundle was
+    written, before the (long) routed validation.
     """
     from paddle_mmsr.train.finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
     from paddle_mmsr.sr.bundle import earlier_bundle
     out = cfg.output_dir
-    classes = read_class_summaries(jobs)
-    for c in lost:
-        classes[c] = {"status": "lost", "class": c, "spec": jobs[c].spec}
-    result = {"name": cfg.name, "output": str(out), "scale": cfg.scale,
-              "world_size": info.world_size if info else 1,
-              "placement": {c: owner_of(c, info.world_size if info else 1) for c in classes},
+    world = info.world_size if info else 1
+    trouble = trouble or {}
+    if owners is None:
+        costs = [class_cost(cfg, c) for c in range(len(jobs))]
+        owners = place_classes(costs, world)
+    if reports is None:
+        classes, weights = read_class_summaries(jobs), None
+    else:
+        classes, weights = _merge_reports(jobs, reports, trouble, owners)
+    result = {"name": cfg.name, "output": str(out), "scale": cfg.scale, "world_size": world,
+              "placement": owners,
+              "estimated_cost": {c: float(f"{v:.4g}") for c, v in enumerate(costs)},
+              "estimated_load": {r: round(v / max(sum(costs), 1e-9), 4)
+                                 for r, v in sorted(rank_loads(owners, costs).items())},
               "tvat": tvat.to_dict(), "classes": list(classes.values()),
-              "bundle": None, "routed_val": None}
+              "bundle": None, "bundle_assembled": False, "routed_val": None}
+    if reports is not None:
+        result.update(_busy_report(reports, world))
+        if "busy_seconds_max" in result:
+            log("busy time per rank: " + ", ".join(
+                f"rank {r} {v['busy_seconds']:.1f} s" for r, v in result["ranks"].items())
+                + f"; slowest {result['busy_seconds_max']:.1f} s against the ideal "
+                f"{result['busy_seconds_ideal']:.1f} s (sum / {world} ranks), balance "
+                f"{result['balance']:.0%}")
     train_s = [c.get("train_seconds") for c in classes.values() if c["status"] == "done"]
     if train_s:
         result["train_seconds_sum"] = round(sum(train_s), 3)
         result["train_seconds_max"] = round(max(train_s), 3)  # the parallel (one GPU per class) time
+    for c, v in classes.items():
+        if v["status"] not in ("done",):
+            log(f"class {c} ({v.get('spec')}) {v['status'].upper()}: {v.get('error', 'no result')}")
     if all(c["status"] == "done" for c in classes.values()):
         produced = {"config": cfg.name, "split": cfg.data.split,
                     "iterations": {"pretrain": cfg.train.pretrain_iters,
@@ -232,13 +347,19 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", los
                     "batch_size": cfg.data.batch_size, "crop": cfg.data.crop,
                     "data": split.get("sources") if split else cfg.data.sources,
                     "trained": time.strftime("%Y-%m-%d")}
-        bundle = assemble_bundle(out / "bundle", jobs, tvat, cfg.scale, produced)
-        result["bundle"] = str(bundle)
+        try:
+            bundle = assemble_bundle(out / "bundle", jobs, tvat, cfg.scale, produced, weights)
+        except Exception:
+            if on_bundle:
+                on_bundle(False)
+            raise
+        if on_bundle:
+            on_bundle(True)
+        result["bundle"], result["bundle_assembled"] = str(bundle), True
         log(f"bundle written: {bundle}")
         if cfg.val.dir and cfg.val.routed:
             try:
-                rv = routed_validation(bundle, cfg.val, cfg.scale,
-                                       "gpu" if device.startswith("gpu") else "cpu")
+                rv = routed_validation(bundle, cfg.val, cfg.scale, device)
                 result["routed_val"] = rv
                 log(f"routed system on {cfg.val.dir}: PSNR-Y {rv['psnr']:.3f} dB, "
                     f"SSIM-Y {rv['ssim']:.4f}")
@@ -248,9 +369,13 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", los
         if cfg.val.dir and cfg.val.curve:
             result["routed_curve"] = _routed_curve(cfg, jobs, classes, tvat, device, log)
     else:
+        if on_bundle:
+            on_bundle(False)
         bad = {c: v["status"] for c, v in classes.items() if v["status"] != "done"}
         log(f"bundle NOT assembled: classes {bad}")
         result["bundle"] = earlier_bundle(out / "bundle", log)
     write_summary(out / "summary.json", result)
     log(f"summary: {out / 'summary.json'}")
     return result
+
+

@@ -1,0 +1,139 @@
+"""How the ranks of one launch meet when training ends, through Paddle's
+distributed engine: no shared folder, works across nodes.
+
+Every launched rank joins Paddle's process group (``init_parallel_env``:
+gloo on CPU, NCCL on GPU) and so the launch's rendezvous store (the TCPStore
+the group was formed with, served by rank 0).
+
+- While it trains, each rank's background thread bumps its heartbeat counter
+  in the store.
+- A rank done with its classes adds itself to the ``finished`` counter and
+  waits, polling the store, until every rank finished, one is lost (its
+  heartbeat did not move for ``stale_after`` s on the waiter's clock), one
+  stopped on a signal, or rank 0 called the run off. The wait goes through
+  the store because a gloo collective gives up after 30 s, and ranks finish
+  minutes or hours apart.
+- When every rank finished they are all at the same point, and the short
+  collective part runs: the ranks' reports (class status and reason, final
+  generator weights, busy time) are gathered (``all_gather_object``); rank 0
+  assembles the bundle from them and tells every rank whether it did
+  (``broadcast_object_list``).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+# seconds without a heartbeat before a rank is taken as lost
+STALE_AFTER = float(os.environ.get("PADDLE_MMSR_PEER_TIMEOUT", "120"))
+
+
+def _store_endpoint() -> tuple:
+    """host, port of the launch's store, found as init_parallel_env finds it."""
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if addr and port:
+        return addr, int(port)
+    ep = os.environ.get("PADDLE_MASTER") or os.environ["PADDLE_TRAINER_ENDPOINTS"].split(",")[0]
+    host, port = ep.rsplit(":", 1)
+    return host, int(port)
+
+
+class Team:
+    """This rank's membership of the launch (``world_size`` > 1 only)."""
+
+    def __init__(self, info, stale_after: float = STALE_AFTER, beat_every: float | None = None):
+        import paddle.distributed as dist
+        from paddle.base import core
+        self.info, self.stale_after = info, stale_after
+        self.group = dist.init_parallel_env()
+        self.store = core.create_or_get_global_tcp_store()
+        self._key = f"mmsr/{info.run_id}/"
+        host, port = _store_endpoint()
+        # the heartbeat thread gets its own connection: one client per thread
+        self._beat_store = core.TCPStore(host, port, False, info.world_size, 900)
+        self._stop = threading.Event()
+        self._beat_every = beat_every or max(min(stale_after / 6, 10.0), 0.5)
+        self._beat_store.add(self._key + f"beat/{info.rank}", 1)
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._beat_every):
+            try:
+                self._beat_store.add(self._key + f"beat/{self.info.rank}", 1)
+            except Exception:  # store gone (rank 0 exited): nothing left to tell
+                return
+
+    def _count(self, name: str, add: int = 0) -> int:
+        return int(self.store.add(self._key + name, add))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    # ---------------------------------------------------------- waiting
+    def leave(self) -> None:
+        """Tell the others this rank stopped on a signal before finishing."""
+        try:
+            self._count(f"stopped/{self.info.rank}", 1)
+        except Exception:
+            pass
+
+    def call_off(self) -> None:
+        """Rank 0: the bundle will not be made; ranks still waiting can exit."""
+        self._count("called_off", 1)
+
+    def wait_for_all(self, stop=lambda: False, log=print, poll: float = 1.0) -> dict:
+        """Mark this rank finished and wait for the others.
+
+        Returns {rank: "finished" | "lost: ..." | "stopped: ..."}, every rank
+        "finished" when the collective part can run. Non-zero ranks return
+        early (with rank 0 marked "called off") when rank 0 gave up.
+        """
+        me, world = self.info.rank, self.info.world_size
+        self._count("finished", 1)
+        beats = {r: (None, time.monotonic()) for r in range(world) if r != me}
+        told = False
+        while True:
+            try:
+                if self._count("finished") >= world:
+                    return {r: "finished" for r in range(world)}
+                if me != 0 and self._count("called_off"):
+                    return {0: "called off: rank 0 gave up on the bundle"}
+                status = {}
+                for r, (last, since) in beats.items():
+                    beat = self._count(f"beat/{r}")
+                    if self._count(f"stopped/{r}"):
+                        status[r] = "stopped: signal (its checkpoints are saved on its node)"
+                    elif beat != last:
+                        beats[r] = (beat, time.monotonic())
+                    elif time.monotonic() - since > self.stale_after:
+                        status[r] = f"lost: no heartbeat for {self.stale_after:.0f} s"
+            except Exception as e:  # the store is served by rank 0: it is gone
+                return {0: f"lost: the launch's store stopped answering ({type(e).__name__})"}
+            if status and me == 0:
+                return status
+            if stop():
+                return {me: "stopped: signal"}
+            if not told:
+                log(f"waiting for the other ranks to finish (a rank silent for "
+                    f"{self.stale_after:.0f} s is taken as lost)")
+                told = True
+            time.sleep(poll)
+
+    # ---------------------------------------------------------- collective part
+    def gather_reports(self, report: dict):
+        """{rank: report} of every rank (``all_gather_object``: the same collective on
+        every rank; the weights are a few MB per class). Only rank 0 keeps them."""
+        import paddle.distributed as dist
+        got = []
+        dist.all_gather_object(got, report)
+        return {r: got[r] for r in range(len(got))} if self.info.rank == 0 else None
+
+    def share_outcome(self, assembled: bool | None) -> bool:
+        """Rank 0 tells every rank whether the bundle was assembled."""
+        import paddle.distributed as dist
+        box = [assembled if self.info.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return bool(box[0])
