@@ -73,9 +73,10 @@ class Team:
         self._thread.join(timeout=5)
 
     # ---------------------------------------------------------- waiting
-    def leave(self) -> None:
-        """Tell the others this rank stopped on a signal before finishing."""
+    def leave(self, reason: str = "stopped: signal (its checkpoints are saved on its node)") -> None:
+        """Tell the others this rank stops before finishing, and why."""
         try:
+            self.store.set(self._key + f"why/{self.info.rank}", reason.encode())
             self._count(f"stopped/{self.info.rank}", 1)
         except Exception:
             pass
@@ -104,8 +105,8 @@ class Team:
                 status = {}
                 for r, (last, since) in beats.items():
                     beat = self._count(f"beat/{r}")
-                    if self._count(f"stopped/{r}"):
-                        status[r] = "stopped: signal (its checkpoints are saved on its node)"
+                    if self._count(f"stopped/{r}"):  # its reason was set before the count
+                        status[r] = bytes(self.store.get(self._key + f"why/{r}")).decode()
                     elif beat != last:
                         beats[r] = (beat, time.monotonic())
                     elif time.monotonic() - since > self.stale_after:

@@ -243,6 +243,10 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
                        owners=owners, costs=costs, log=say,
                        on_bundle=None if trouble else team.share_outcome)
         return 0 if res["bundle_assembled"] else 1
+    except Exception as e:  # a setup problem on this rank: the others need not wait for it
+        if team is not None:
+            team.leave(f"failed: {type(e).__name__}: {e}")
+        raise
     finally:
         if team is not None:
             team.close()
