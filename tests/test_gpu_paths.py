@@ -34,7 +34,7 @@ def test_device_strings_and_visible_gpus():
 
 def test_rank_device_from_the_launcher():
     from paddle_mmsr.train.placement import RankInfo, device_for_rank
-    info = RankInfo(rank=5, world_size=8, local_rank=1, launched=True)
+    info = RankInfo(rank=5, world_size=8, local_rank=1)
     assert device_for_rank("auto", info, env={}, gpus=0) == "cpu"
     assert device_for_rank("auto", info, env={"FLAGS_selected_gpus": "3"}, gpus=4) == "gpu:3"
     assert device_for_rank("gpu", info, env={}, gpus=4) == "gpu:1"  # local, not global rank

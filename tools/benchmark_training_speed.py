@@ -14,8 +14,8 @@ validations:
   MMSR, one device   the classes trained in turn: the sum of the class times;
   MMSR, ranks        one rank per class (``--ranks`` = number of classes): the
                      slowest class; fewer ranks: the slowest rank's sum under
-                     the run's placement (round robin if it ran on another
-                     number of ranks).
+                     the run's placement (the cost placement for that number
+                     of ranks if it ran on another).
 A time that is never reached is null. Both runs must have used the same
 validation set. ``--doc`` replaces (or appends) the marked time-to-quality
 section of a Markdown file.
@@ -69,12 +69,17 @@ def _val_key(run: dict) -> dict:
 
 
 def owners(summary: dict, ranks: int) -> dict:
-    """{class: rank} for ``ranks`` ranks."""
+    """{class: rank (the class's leader)} for ``ranks`` ranks."""
+    from paddle_mmsr.train.placement import place_classes
     n = len(summary["classes"])
     placed = summary.get("placement") or {}
-    if summary.get("world_size") == ranks and len(placed) == n:
-        return {int(c): int(r) for c, r in placed.items()}
-    return {c: c % ranks for c in range(n)}
+    if summary.get("world_size") != ranks or len(placed) != n:
+        costs = summary.get("estimated_cost")
+        if not costs:  # a summary from before cost placement
+            return {c: c % ranks for c in range(n)}
+        placed = place_classes([costs[str(c)] if str(c) in costs else costs[c]
+                                for c in range(n)], ranks)
+    return {int(c): int(r[0] if isinstance(r, list) else r) for c, r in placed.items()}
 
 
 def speed(single: dict, mmsr: dict, ranks: int | None = None) -> dict:
