@@ -90,6 +90,9 @@ def test_placement_by_cost():
     # more ranks than classes: the spare ranks replicate the costliest per rank
     assert place_classes([1.0, 2.0, 6.0], 5) == {0: [2], 1: [1], 2: [0, 3, 4]}
     assert place_classes([1.0, 4.0, 6.0], 5) == {0: [2], 1: [1, 4], 2: [0, 3]}
+    # a class takes at most max_ranks (its batch size); further spare ranks get nothing
+    assert place_classes([1.0, 2.0, 6.0], 6, max_ranks=2) == {0: [2, 5], 1: [1, 4], 2: [0, 3]}
+    assert place_classes([1.0, 2.0, 6.0], 5, max_ranks=1) == {0: [2], 1: [1], 2: [0]}
     owners = place_classes([1.0, 2.0, 6.0], 4)
     assert classes_of_rank(owners, 3) == [2] and classes_of_rank(owners, 1) == [1]
     assert rank_loads(owners, [1.0, 2.0, 6.0]) == {0: 3.0, 1: 2.0, 2: 1.0, 3: 3.0}

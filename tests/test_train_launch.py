@@ -193,27 +193,29 @@ def test_a_killed_rank_fails_the_launch_and_is_named(tmp_path, train_data):  # n
 
 # ---------------------------------------------------------------- data parallel
 def test_extra_rank_is_a_data_parallel_replica(tmp_path, train_data):  # noqa: F811
-    """One class on two CPU ranks: replica 1 takes the odd batches, gradients are
-    averaged, so both end with the same weights, unlike one rank on the even batches."""
+    """One class on two CPU ranks: each takes half of every batch and the weighted
+    gradients are summed over the class's group, so both ranks end with the weights
+    one rank gets on the whole batches."""
     import paddle
     out = tmp_path / "out"
-    cfg = tiny_config(train_data, out, pretrain=4, adversarial=0, val={"dir": None},
-                      classes=[{"spec": "1-2"}],
-                      data={"split": None, "sources": [str(train_data / "split/class0.tsv")]})
-    r = launch(tmp_path, write_config(tmp_path / "c.yaml", cfg), nproc=2)
+    one_class = dict(pretrain=4, adversarial=0, val={"dir": None}, classes=[{"spec": "1-2"}],
+                     data={"split": None, "sources": [str(train_data / "split/class0.tsv")]})
+    r = launch(tmp_path, write_config(tmp_path / "c.yaml", tiny_config(train_data, out,
+                                                                         **one_class)), nproc=2)
     assert r.returncode == 0, worker_log(tmp_path, 0)[-3000:] + worker_log(tmp_path, 1)[-3000:]
     assert "classes [0] 0 (1-2, replica 1/2)" in worker_log(tmp_path, 1)
     lead = paddle.load(str(out / "class0/g_final.pdparams"))
     rep = paddle.load(str(out / "class0/replica1/g_final.pdparams"))
-    for k in lead:
-        np.testing.assert_allclose(lead[k].numpy(), rep[k].numpy(), rtol=1e-5, atol=1e-6)
     from test_train import _train_in_process
-    _train_in_process(tiny_config(train_data, tmp_path / "solo", pretrain=4, adversarial=0,
-                                  val={"dir": None}, classes=[{"spec": "1-2"}],
-                                  data={"split": None,
-                                        "sources": [str(train_data / "split/class0.tsv")]}))
+    _train_in_process(tiny_config(train_data, tmp_path / "solo", **one_class))
     solo = paddle.load(str(tmp_path / "solo/class0/g_final.pdparams"))
-    assert any(not np.allclose(lead[k].numpy(), solo[k].numpy()) for k in lead)
+    init = _train_in_process(tiny_config(train_data, tmp_path / "zero", **{
+        **one_class, "pretrain": 1}))  # (to show the weights moved)
+    first = paddle.load(str(tmp_path / "zero/class0/g_final.pdparams"))
+    for k in lead:
+        np.testing.assert_array_equal(lead[k].numpy(), rep[k].numpy())
+        np.testing.assert_allclose(lead[k].numpy(), solo[k].numpy(), rtol=1e-4, atol=1e-6)
+    assert init and any(not np.allclose(lead[k].numpy(), first[k].numpy()) for k in lead)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["placement"] == {"0": [0, 1]} and summary["bundle"]
+    assert summary["placement"] == {"0": [0, 1]} and summary["bundle_assembled"]
     assert yaml.safe_load((out / "bundle/manifest.yaml").read_text())["classes"][0]["spec"] == "1-2"

@@ -53,7 +53,7 @@ class StreamSampler(BatchSampler):
         b = self.start
         k, n = self.shard
         while True:
-            yield batch_indices(b * n + k, self.batch_size, self.length, self.seed)
+            yield batch_indices(b, self.batch_size, self.length, self.seed)[k::n]
             b += 1
 
     def __len__(self):
@@ -95,7 +95,7 @@ def batch_stream(dataset, batch_size: int, seed: int, start: int = 0, workers: i
                  shard=(0, 1), log=None):
     """Yield (lr, hr) float32 NCHW paddle tensors from batch ``start`` on.
 
-    ``shard=(k, n)``: replica k of n gets batches ``b * n + k`` of the stream.
+    ``shard=(k, n)``: replica k of n gets items ``k, k+n, ...`` of each batch.
     On CPU with ``workers: 0`` the batches are made in the training process;
     otherwise a ``paddle.io.DataLoader`` makes them (in worker processes, or,
     with ``workers: 0`` on a GPU, in its buffer thread, which also copies them
@@ -110,7 +110,7 @@ def _inline_stream(dataset, batch_size, seed, start, shard):
     import paddle
     items, (k, n), b = EpochItems(dataset), shard, start
     while True:
-        pairs = [items[i] for i in batch_indices(b * n + k, batch_size, len(dataset), seed)]
+        pairs = [items[i] for i in batch_indices(b, batch_size, len(dataset), seed)[k::n]]
         yield (paddle.to_tensor(np.stack([p[0] for p in pairs])),
                paddle.to_tensor(np.stack([p[1] for p in pairs])))
         b += 1

@@ -6,8 +6,9 @@ the least estimated work so far (longest-processing-time-first). With more
 ranks than classes, every class gets one rank and the extra ranks join the
 costliest classes (the one with the highest cost per rank, in turn) as
 data-parallel replicas: the class's first rank is its leader (checkpoints,
-logs, final weights), the others share its batches and average gradients
-with it over a ``paddle.distributed`` process group.
+logs, final weights), the others split each batch with it and sum their
+weighted gradients over a ``paddle.distributed`` process group
+(``train.replicas``).
 """
 from __future__ import annotations
 
@@ -90,8 +91,10 @@ def class_cost(cfg, class_id: int) -> float:
 
 
 # ------------------------------------------------------------ placement
-def place_classes(costs, world_size: int) -> dict:
-    """{class: [ranks]}, leader first. ``costs[c]`` is class c's estimated cost."""
+def place_classes(costs, world_size: int, max_ranks: int | None = None) -> dict:
+    """{class: [ranks]}, leader first. ``costs[c]`` is class c's estimated cost;
+    ``max_ranks``: most ranks on one class (its batch size: one item each at least).
+    Spare ranks beyond that get no class."""
     if world_size < 1:
         raise ValueError(f"world size must be >= 1, got {world_size}")
     n = len(costs)
@@ -104,7 +107,10 @@ def place_classes(costs, world_size: int) -> dict:
         load[r] += costs[c]
     spare = list(range(n, world_size))
     for r in spare:  # extra ranks: data-parallel replicas of the costliest classes
-        c = max(order, key=lambda k: (costs[k] / len(owners[k]), -k))
+        open_ = [k for k in order if max_ranks is None or len(owners[k]) < max_ranks]
+        if not open_:
+            break
+        c = max(open_, key=lambda k: (costs[k] / len(owners[k]), -k))
         owners[c].append(r)
     return owners
 

@@ -1,11 +1,13 @@
 """Several ranks training one class together (data parallel).
 
 The ranks of a class form a ``paddle.distributed`` process group (made by
-``new_group`` on every rank). Replica ``k`` of ``n`` draws batches ``k, k+n,
-k+2n, ...`` of the class's batch stream, so together they see ``n`` times the
-batch per step; after each backward pass the gradients are averaged over the
-group (``all_reduce``), so every replica applies the same update and the
-weights stay identical. The leader (replica 0) owns the class folder; the
+``new_group`` on every rank). Each step's batch is split between them:
+replica ``k`` of ``n`` takes items ``k, k+n, k+2n, ...`` of it, so each rank
+does about 1/n of the work. After each backward pass every replica weights
+its gradients by its share of the batch and the group sums them
+(``all_reduce``): every replica applies the update one rank would have made
+on the whole batch, and the weights stay identical (batch norm statistics
+are the exception: they stay per replica). The leader (replica 0) owns the class folder; the
 other replicas write their logs and checkpoints under
 ``class<i>/replica<k>/`` and start from the leader's state, sent to them when
 the class starts (so a resumed leader brings its replicas along, on any node).
@@ -27,21 +29,30 @@ class Replica:
     group: object     # paddle.distributed Group of the class's ranks
     index: int        # 0 = leader
     size: int
+    batch_size: int = 0  # the class's whole batch (0: equal shares)
+
+    @property
+    def share(self) -> float:
+        """This replica's fraction of each batch."""
+        if not self.batch_size:
+            return 1.0 / self.size
+        return len(range(self.index, self.batch_size, self.size)) / self.batch_size
 
     @property
     def leader(self) -> bool:
         return self.index == 0
 
     def average_gradients(self, opt) -> None:
-        """Replace each gradient of ``opt``'s parameters by its mean over the group."""
+        """Replace each gradient of ``opt``'s parameters by the whole batch's gradient:
+        the sum over the group of each replica's gradient times its share."""
         import paddle
         import paddle.distributed as dist
         with paddle.no_grad():  # in place, on the device
             for p in opt._parameter_list:
                 g = p.grad
                 if g is not None:
+                    g.scale_(self.share)
                     dist.all_reduce(g, group=self.group)
-                    g.scale_(1.0 / self.size)
 
     def share_start(self, state):
         """Leader: send ``state`` (nested dict, tensors allowed) to the replicas;

@@ -145,7 +145,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     jobs, tvat, split = resolve_jobs(cfg)
     check_inputs(cfg, jobs, split)  # before any class trains: paths exist, no class is empty
     costs = [class_cost(cfg, c) for c in range(len(jobs))]
-    owners = place_classes(costs, info.world_size)
+    owners = place_classes(costs, info.world_size, max_ranks=cfg.data.batch_size)
     mine = classes_of_rank(owners, info.rank)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
         for c in mine:
             job, ranks = jobs[c], owners[c]
             leader = ranks[0] == info.rank
-            replica = (Replica(groups[c], ranks.index(info.rank), len(ranks))
+            replica = (Replica(groups[c], ranks.index(info.rank), len(ranks), cfg.data.batch_size)
                        if len(ranks) > 1 else None)
             if leader:
                 (job.dir / "summary.json").unlink(missing_ok=True)
@@ -317,7 +317,7 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", rep
     trouble = trouble or {}
     if owners is None:
         costs = [class_cost(cfg, c) for c in range(len(jobs))]
-        owners = place_classes(costs, world)
+        owners = place_classes(costs, world, max_ranks=cfg.data.batch_size)
     if reports is None:
         classes, weights = read_class_summaries(jobs), None
     else:
