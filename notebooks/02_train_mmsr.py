@@ -188,8 +188,9 @@ show_image(SPLIT_DIR / "histogram.png", width=7)
 # ## 3. Train
 #
 # One command trains all classes: `paddle.distributed.launch` starts one
-# process per card (`--devices 0,1,2`), and process *r* trains the classes
-# *c* with *c* mod N = *r*: with three cards, one class each, at the same time.
+# process per card (`--devices 0,1,2`; on a CPU build `--nproc_per_node N`),
+# and the classes go to the processes by estimated cost: with three cards,
+# one class each, at the same time (a fourth card helps the costliest class).
 # On one card or a CPU the classes train one after the other
 # (`--nproc_per_node 1`). With `BASELINE = True` the single `16-8` model
 # trains afterwards, with the same config and schedule, on all sub-images
