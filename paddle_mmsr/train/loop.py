@@ -28,7 +28,6 @@ from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_po
                          load_scaler_state, portable_optimizer_state, rng_state, save_checkpoint,
                          scaler_state, set_rng_state)
 from paddle_mmsr.train.monitor import Monitor
-from paddle_mmsr.train.replicas import Replica  # noqa: F401  (re-exported for run.py)
 from paddle_mmsr.train.steps import (AdversarialWeights, adversarial_step, amp_dtype_for, ema_update,
                                     make_scaler, pixel_loss_fn, pretrain_step)
 from paddle_mmsr.train.validate import load_pairs, picture, upscale, val_pairs, validate_generator

@@ -116,6 +116,7 @@ class Team:
             if status and me == 0:
                 return status
             if stop():
+                self.leave("stopped: signal while waiting (its classes were done)")
                 return {me: "stopped: signal"}
             if not told:
                 log(f"waiting for the other ranks to finish (a rank silent for "

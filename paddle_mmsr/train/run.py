@@ -140,7 +140,8 @@ def _rank_report(info, device: str, busy: float, results: dict, jobs) -> dict:
 def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     """Train this rank's classes; rank 0 also assembles the results. Returns the exit code: non-zero
     when a class of this rank failed or (every rank) when the bundle was not assembled."""
-    from paddle_mmsr.train.loop import Interrupted, Replica, train_class
+    from paddle_mmsr.train.loop import Interrupted, train_class
+    from paddle_mmsr.train.replicas import Replica
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
     check_inputs(cfg, jobs, split)  # before any class trains: paths exist, no class is empty
