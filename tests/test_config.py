@@ -120,6 +120,8 @@ def test_class_cost_follows_the_spec_and_the_schedule():
     assert (info.rank, info.world_size, info.local_rank) == (1, 3, 1)
     assert rank_info({**env, "PADDLE_TRAINER_ID": "0"}).run_id == info.run_id
     assert rank_info({}).world_size == 1 and rank_info({}).run_id != info.run_id
+    assert info.nodes == 1  # no PADDLE_LOCAL_SIZE: one launcher
+    assert rank_info({**env, "PADDLE_TRAINERS_NUM": "4", "PADDLE_LOCAL_SIZE": "2"}).nodes == 2
 
 
 def test_batch_indices_are_resumable_permutations():

@@ -27,6 +27,7 @@ class RankInfo:
     world_size: int = 1
     local_rank: int = 0
     run_id: str = ""          # the same on every rank of one launch
+    nodes: int = 1            # launchers (machines) in the job
 
     @property
     def host(self) -> str:
@@ -44,7 +45,9 @@ def rank_info(env=None) -> RankInfo:
     # the endpoint list (random ports) and master address identify one launch
     key = env.get("PADDLE_TRAINER_ENDPOINTS", "") + "|" + env.get("PADDLE_MASTER", "")
     run_id = hashlib.sha1(key.encode()).hexdigest()[:12] if key != "|" else "launch"
-    return RankInfo(rank=rank, world_size=world, local_rank=local, run_id=run_id)
+    local_size = int(env.get("PADDLE_LOCAL_SIZE", world))
+    nodes = -(-world // max(local_size, 1))
+    return RankInfo(rank=rank, world_size=world, local_rank=local, run_id=run_id, nodes=nodes)
 
 
 # ------------------------------------------------------------ cost

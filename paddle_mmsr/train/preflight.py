@@ -24,7 +24,7 @@ def check_inputs(cfg, jobs, split=None) -> dict:
             if split is not None:
                 where = (f" (TVAT {class_range(job.id, split['tvat']['bounds'])} of the split "
                          f"{cfg.data.split})")
-            n = len(jobs)
+            n = len(cfg.classes)
             problems.append(
                 f"class {job.id}{where} has no training images in "
                 f"{[str(s) for s in job.sources]}; re-split with other --bounds or with "

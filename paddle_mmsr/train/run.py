@@ -144,10 +144,12 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     from paddle_mmsr.train.replicas import Replica
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
-    check_inputs(cfg, jobs, split)  # before any class trains: paths exist, no class is empty
     costs = [class_cost(cfg, c) for c in range(len(jobs))]
     owners = place_classes(costs, info.world_size, max_ranks=cfg.data.batch_size)
     mine = classes_of_rank(owners, info.rank)
+    # before any class trains: paths exist, no class is empty. On several nodes a
+    # node needs the data of its own classes only.
+    check_inputs(cfg, jobs if info.nodes == 1 else [jobs[c] for c in mine], split)
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"[rank {info.rank}/{info.world_size}]"
