@@ -43,10 +43,16 @@ class GeneratorOptions:
 
 @dataclass
 class DegradationConfig:
+    """HR -> LR steps, any combination; meanings in paddle_mmsr/image/degrade.py."""
     kernel: str = "bicubic"
-    blur: float = 0.0
-    noise: float = 0.0
-    jpeg: int = 0
+    blur: float = 0.0        # Gaussian sigma, HR px
+    noise: float = 0.0       # white noise sigma, 0-255
+    jpeg: int = 0            # JPEG quality 1-100 (0 = off)
+    gray: bool = False       # black-and-white
+    grain: float = 0.0       # film grain sigma, 0-255
+    grain_size: float = 0.7  # grain smoothing sigma, LR px
+    video: str = ""          # "" | h264 | mpeg2: one frame through the codec
+    video_q: int = 30        # h264 QP 0-51 / mpeg2 qscale 1-31
 
 
 @dataclass
@@ -171,6 +177,7 @@ _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
 _CHOICES = {
     (GeneratorOptions, "form"): FORMS,
     (DegradationConfig, "kernel"): KERNELS,
+    (DegradationConfig, "video"): ("", "h264", "mpeg2"),
     (Config, "device"): DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
     (TrainConfig, "amp_dtype"): ("float16", "bfloat16"),
@@ -341,6 +348,12 @@ def _check(cfg: Config) -> Config:
         errors.append(f"data.crop: {d.crop} gives LR crops under 8 px")
     if d.batch_size < 1 or d.workers < 0:
         errors.append("data.batch_size must be >= 1 and data.workers >= 0")
+    if d.degradation is not None:
+        from paddle_mmsr.image.degrade import Degradation
+        try:
+            Degradation(**asdict(d.degradation))
+        except ValueError as e:
+            errors.append(f"data.degradation: {e}")
     if d.split is None and not d.sources and not all(c.sources for c in cfg.classes):
         errors.append("data: give data.split (a tools/split_tvat.py folder) or data.sources")
     if d.split is not None and cfg.tvat is not None:

@@ -1,21 +1,36 @@
 """HR -> LR degradations, selected by config.
 
-Default: MATLAB bicubic (antialiased). Others, applied in this order when
-given: Gaussian ``blur`` (sigma, before downscaling), the downscale
-``kernel`` (bicubic or bilinear), Gaussian ``noise`` (sigma on the 0-255
-scale), ``jpeg`` quality. The mismatch between training and real-world
-degradations is the main cause of poor results on real photos.
+Default: MATLAB bicubic (antialiased). The others, applied in this order
+when given (any combination):
+
+1. ``gray``: BT.601 luma, kept as three equal channels (black-and-white film);
+2. ``blur``: Gaussian, sigma in HR px, before downscaling (soft lenses, telecine);
+3. the downscale ``kernel`` (bicubic or bilinear);
+4. ``grain``: film grain, Gaussian noise smoothed over ``grain_size`` LR px and
+   rescaled to sigma ``grain`` (0-255 scale), the same on every channel;
+5. ``noise``: white Gaussian noise, sigma on the 0-255 scale, per channel;
+6. ``video``: one frame through a real low-bitrate codec of the bundled ffmpeg
+   (``h264`` at constant QP ``video_q`` 0-51, or ``mpeg2`` at qscale
+   ``video_q`` 1-31; yuv420p, so colour is subsampled too). About 0.1 s per
+   call (two ffmpeg processes): use ``jpeg`` as the cheap stand-in;
+7. ``jpeg`` quality 1-100.
+
+The mismatch between training and real-world degradations is the main cause
+of poor results on real photos and old footage; see docs/old_film.md.
+Filters, colour conversion and JPEG use OpenCV (3-12x faster than
+scipy / Pillow here, same results; measured in docs/old_film.md).
 """
 from __future__ import annotations
 
-import io
+import subprocess
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 from paddle_mmsr.image.resize import KERNELS, imresize
+
+VIDEO_CODECS = {"h264": ("libx264", "-qp", 0, 51), "mpeg2": ("mpeg2video", "-q:v", 1, 31)}
 
 
 @dataclass
@@ -24,14 +39,26 @@ class Degradation:
     blur: float = 0.0         # Gaussian sigma in HR pixels; 0 = off
     noise: float = 0.0        # Gaussian sigma on the 0-255 scale; 0 = off
     jpeg: int = 0             # JPEG quality 1-100; 0 = off
+    gray: bool = False        # convert to gray (three equal channels)
+    grain: float = 0.0        # film grain sigma on the 0-255 scale; 0 = off
+    grain_size: float = 0.7   # grain smoothing sigma in LR pixels
+    video: str = ""           # "" (off) | h264 | mpeg2
+    video_q: int = 30         # h264: QP 0-51; mpeg2: qscale 1-31 (higher = worse)
 
     def __post_init__(self):
         if self.kernel not in KERNELS:
             raise ValueError(f"degradation kernel must be one of {KERNELS}, got {self.kernel!r}")
-        if self.blur < 0 or self.noise < 0:
-            raise ValueError("blur and noise must be >= 0")
+        if self.blur < 0 or self.noise < 0 or self.grain < 0 or self.grain_size < 0:
+            raise ValueError("blur, noise, grain and grain_size must be >= 0")
         if not (self.jpeg == 0 or 1 <= self.jpeg <= 100):
             raise ValueError("jpeg quality must be 0 (off) or 1-100")
+        if self.video:
+            if self.video not in VIDEO_CODECS:
+                raise ValueError(f"degradation video must be '' (off) or one of "
+                                 f"{sorted(VIDEO_CODECS)}, got {self.video!r}")
+            _, _, lo, hi = VIDEO_CODECS[self.video]
+            if not lo <= self.video_q <= hi:
+                raise ValueError(f"video_q for {self.video} must be {lo}-{hi}, got {self.video_q}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,16 +68,67 @@ class Degradation:
         if hr.shape[0] % scale or hr.shape[1] % scale:
             raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of scale {scale}")
         out_shape = (hr.shape[0] // scale, hr.shape[1] // scale)
+        if self.gray and hr.ndim == 3:
+            hr = np.repeat(cv2.cvtColor(np.ascontiguousarray(hr), cv2.COLOR_RGB2GRAY)[:, :, None],
+                           hr.shape[2], axis=2)
         a = hr.astype(np.float64)
         if self.blur > 0:
-            a = gaussian_filter(a, sigma=(self.blur, self.blur, 0)[:a.ndim], mode="reflect")
+            a = _gaussian(a, self.blur)
         a = imresize(a, output_shape=out_shape, kernel=self.kernel)
-        if self.noise > 0:
+        if self.grain > 0 or self.noise > 0:
             rng = rng or np.random.default_rng()
+        if self.grain > 0:
+            g = rng.standard_normal(a.shape[:2])
+            if self.grain_size > 0:
+                g = _gaussian(g, self.grain_size)
+                g /= max(float(g.std()), 1e-6)
+            a = a + (self.grain * g)[..., None] if a.ndim == 3 else a + self.grain * g
+        if self.noise > 0:
             a = a + rng.normal(0, self.noise, a.shape)
         lr = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        if self.video:
+            lr = video_roundtrip(lr, self.video, self.video_q)
         if self.jpeg:
-            buf = io.BytesIO()
-            Image.fromarray(lr).save(buf, format="JPEG", quality=int(self.jpeg))
-            lr = np.array(Image.open(io.BytesIO(buf.getvalue())).convert(Image.fromarray(lr).mode))
+            lr = jpeg_roundtrip(lr, self.jpeg)
         return lr
+
+
+def _gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur over the two image axes (mirror borders, like scipy's 'reflect')."""
+    return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(a.shape)
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 HxW[x3] through JPEG at ``quality``."""
+    colour = img.ndim == 3
+    src = img[:, :, ::-1] if colour else img
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(src), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode JPEG")
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+    return np.ascontiguousarray(out[:, :, ::-1]) if colour else out
+
+
+def video_roundtrip(img: np.ndarray, codec: str, q: int) -> np.ndarray:
+    """uint8 HxWx3 encoded as one yuv420p frame by ``codec`` at ``q`` and decoded."""
+    from paddle_mmsr.image.video_io import ffmpeg_exe
+    name, qflag, _, _ = VIDEO_CODECS[codec]
+    h, w = img.shape[:2]
+    ph, pw = h + h % 2, w + w % 2   # yuv420p needs even sides: pad by edge copy
+    rgb = img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
+    rgb = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    exe = ffmpeg_exe()
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pw}x{ph}"]
+    enc = subprocess.run([exe, "-v", "error", *raw, "-i", "pipe:0", "-frames:v", "1",
+                          "-c:v", name, qflag, str(int(q)), "-pix_fmt", "yuv420p",
+                          "-f", "matroska", "pipe:1"],
+                         input=np.ascontiguousarray(rgb).tobytes(), capture_output=True)
+    if enc.returncode:
+        raise RuntimeError(f"ffmpeg {codec} encode failed: {enc.stderr.decode(errors='replace')}")
+    dec = subprocess.run([exe, "-v", "error", "-f", "matroska", "-i", "pipe:0",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                         input=enc.stdout, capture_output=True)
+    if dec.returncode or len(dec.stdout) < ph * pw * 3:
+        raise RuntimeError(f"ffmpeg {codec} decode failed: {dec.stderr.decode(errors='replace')}")
+    out = np.frombuffer(dec.stdout[:ph * pw * 3], np.uint8).reshape(ph, pw, 3)[:h, :w]
+    return out.copy() if img.ndim == 3 else out[:, :, 0].copy()

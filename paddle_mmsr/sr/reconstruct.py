@@ -150,8 +150,10 @@ class MMSR:
         return self.reconstruct(img, routing, progress).image
 
     def reconstruct(self, img, routing: str = "tvat", progress=None, tile: int | None = None,
-                    overlap: int | None = None) -> Reconstruction:
-        """Upscale and report routing and timings. ``progress(done, total)`` per tile batch."""
+                    overlap: int | None = None, router=None) -> Reconstruction:
+        """Upscale and report routing and timings. ``progress(done, total)`` per tile batch.
+        ``router(scores, classes) -> classes``, if given, may change the routed class ids
+        (e.g. to keep them steady from one video frame to the next)."""
         t_start = time.perf_counter()
         img = _check_image(img)
         colour, alpha = _split_channels(img)
@@ -168,6 +170,8 @@ class MMSR:
         boxes = grid.boxes()
         scores = np.array([self.bundle.tvat.score(rgb_tile(y, x)) for y, x in boxes])
         classes = route(scores, self.bundle, routing)
+        if router is not None:
+            classes = np.asarray(router(scores, classes), np.int64).reshape(classes.shape)
         times["tvat"] = time.perf_counter() - t
 
         out_shape = (img.shape[0] * s, img.shape[1] * s) + img.shape[2:]

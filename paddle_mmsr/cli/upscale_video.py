@@ -1,0 +1,120 @@
+"""Upscale a video x4 with an MMSR bundle, keeping its sound.
+
+    python tools/upscale_video.py IN -o OUT.mp4 [options]
+
+Decodes and encodes with the ffmpeg bundled by imageio-ffmpeg. The output is
+H.264 yuv420p (``--crf``), or lossless RGB H.264 with ``--lossless``; audio
+streams are copied. A killed run started again with the same command resumes
+from its last finished segment (kept in ``.OUT.mp4.parts/`` next to OUT).
+Exit code 1 when the video could not be upscaled, 2 on bad options or bundle.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
+
+from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE  # noqa: E402
+
+
+def seconds(text: str) -> float:
+    """``12.5``, ``1:02`` or ``0:01:02.5`` -> seconds."""
+    if not re.fullmatch(r"(\d+:){0,2}\d+(\.\d*)?", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}")
+    total = 0.0
+    for part in text.strip().split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="upscale_video.py",
+                                 description="MMSR x4 video upscaling with the sound kept.")
+    ap.add_argument("input", metavar="IN", help="video file")
+    ap.add_argument("-o", "--output", required=True, metavar="OUT",
+                    help="output video (.mp4, .mkv, .mov)")
+    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
+    ap.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51, lower = better "
+                    "(default %(default)s)")
+    ap.add_argument("--preset", default="medium", help="x264 preset (default %(default)s)")
+    ap.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large files)")
+    ap.add_argument("--start", type=seconds, help="start at T (seconds or [HH:]MM:SS)")
+    ap.add_argument("--duration", type=seconds, help="only T of the input")
+    ap.add_argument("--stability", type=float, default=0.15,
+                    help="routing hysteresis: a tile keeps its class while its score is within "
+                         "this relative margin of it (0 = off; default %(default)s)")
+    ap.add_argument("--segment", type=float, default=10.0,
+                    help="seconds per resumable segment (default %(default)s)")
+    ap.add_argument("--deinterlace", choices=("auto", "on", "off"), default="auto",
+                    help="auto: yadif when the stream is marked or detected interlaced")
+    ap.add_argument("--routing", choices=("tvat", "single"), default="tvat")
+    ap.add_argument("--tile", type=int, help="tile size in LR px (default 128)")
+    ap.add_argument("--overlap", type=int, help="tile overlap in LR px (default 16)")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--backend", choices=("auto", "inference", "dygraph"), default="auto")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if not 0 <= args.crf <= 51:
+        ap.error("--crf must be 0-51")
+    if args.segment <= 0 or args.stability < 0:
+        ap.error("--segment must be > 0 and --stability >= 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bundle = Path(args.bundle)
+    if not (bundle / "manifest.yaml").exists():
+        print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists (pass --overwrite to replace it)", file=sys.stderr)
+        return 2
+    from paddle_mmsr.image.video_io import VideoError, probe
+    try:  # a bad input fails before Paddle loads
+        probe(args.input, args.start, args.duration, args.deinterlace)
+    except VideoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from paddle_mmsr.sr.bundle import BundleError
+        from paddle_mmsr.sr.inference import check_device
+        from paddle_mmsr.sr.reconstruct import MMSR
+        from paddle_mmsr.sr.video import upscale_video
+    options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
+    try:
+        check_device(args.device)
+        sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
+                       **options)
+        sr.prepare(args.routing)
+    except (BundleError, RuntimeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        r = upscale_video(sr, args.input, out, crf=args.crf, preset=args.preset,
+                          lossless=args.lossless, start=args.start, duration=args.duration,
+                          routing=args.routing, stability=args.stability, segment=args.segment,
+                          deinterlace=args.deinterlace, overwrite=args.overwrite,
+                          progress=not args.quiet and sys.stderr.isatty(),
+                          log=lambda s: print(s, file=sys.stderr))
+    except (VideoError, FileExistsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    w, h = r["size"]
+    print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "
+          f"audio: {', '.join(r['audio']) or 'none'}; {r['new_segments']} of {r['segments']} "
+          f"segments made in {r['seconds']:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
