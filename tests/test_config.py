@@ -162,3 +162,18 @@ def test_committed_configs_and_manifests_hold_no_machine_paths():
         assert "../shared" not in text and "/work/" not in text, f
         bad = [s for s in strings(yaml.safe_load(text)) if s.startswith(("/", "~"))]
         assert not bad, f"{f}: absolute paths {bad}"
+
+
+def test_old_film_degradation_options_are_validated():
+    cfg = load_config(ROOT / "configs/old_film_x4.yaml")
+    d = cfg.data.degradation
+    assert (d.gray, d.video, d.video_q) == (True, "h264", 32) and d.grain > 0 and d.blur > 0
+    cfg = parse_config(MINIMAL, ["data.degradation.gray=true", "data.degradation.jpeg=40"])
+    assert cfg.data.degradation.gray and cfg.data.degradation.jpeg == 40
+    assert parse_config({**MINIMAL, "data": {**MINIMAL["data"], "degradation": None}}).data \
+        .degradation is None
+    for bad in (["data.degradation.video=vp9"], ["data.degradation.grain=-2"],
+                ["data.degradation.video=h264", "data.degradation.video_q=99"],
+                ["data.degradation.gray=3"]):
+        with pytest.raises(ConfigError):
+            parse_config(MINIMAL, bad)

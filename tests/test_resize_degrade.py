@@ -50,3 +50,51 @@ def test_degradations_differ_and_are_valid(photos):
         Degradation(kernel="lanczos")
     with pytest.raises(ValueError):
         Degradation()(hr[:95], 4)
+
+
+def test_old_film_degradations(photos):
+    hr = photos["coffee"][:96, :96]
+    base = Degradation()(hr, 4)
+    gray = Degradation(gray=True)(hr, 4)
+    assert (gray[:, :, 0] == gray[:, :, 1]).all() and (gray[:, :, 1] == gray[:, :, 2]).all()
+    # luma of the bicubic LR, within rounding
+    luma = base.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(gray[:, :, 0] - luma).max() <= 2.5
+    grain = Degradation(grain=8)(hr, 4, np.random.default_rng(1)).astype(int) - base
+    assert 5 < grain.std() < 11                       # about the asked sigma (clipping aside)
+    assert (np.abs(grain[:, :, 0] - grain[:, :, 1]) <= 1).mean() > 0.97  # one grain, all channels
+    # grain is smoothed: neighbours correlate, white noise does not
+    white = Degradation(noise=8)(hr, 4, np.random.default_rng(1)).astype(int) - base
+    corr = lambda a: np.corrcoef(a[:, :-1, 0].ravel(), a[:, 1:, 0].ravel())[0, 1]
+    assert corr(grain) > 0.3 and abs(corr(white)) < 0.2
+    for codec, q in (("h264", 40), ("mpeg2", 20)):
+        out = Degradation(video=codec, video_q=q)(hr, 4)
+        assert out.shape == base.shape and out.dtype == np.uint8
+        err = np.abs(out.astype(int) - base).mean()
+        assert 1 < err < 20, (codec, err)
+    assert Degradation(video="h264", video_q=10)(hr, 4).astype(int).__sub__(base).__abs__().mean() \
+        < Degradation(video="h264", video_q=45)(hr, 4).astype(int).__sub__(base).__abs__().mean()
+    # all at once, in any combination, and a same-seed rerun is identical
+    full = Degradation(gray=True, blur=1.0, grain=5, video="h264", video_q=32, jpeg=50)
+    a, b = full(hr, 4, np.random.default_rng(3)), full(hr, 4, np.random.default_rng(3))
+    assert np.array_equal(a, b) and (a[:, :, 0] == a[:, :, 2]).all()
+    assert Degradation(video="h264")(photos["coffee"][:100, :84], 4).shape == (25, 21, 3)  # odd LR
+    for bad in (dict(video="vp9"), dict(video="h264", video_q=60), dict(video="mpeg2", video_q=0),
+                dict(grain=-1)):
+        with pytest.raises(ValueError):
+            Degradation(**bad)
+
+
+def test_opencv_blur_and_jpeg_match_the_scipy_and_pillow_results(photos):
+    """The switch to OpenCV kept the results (speed: docs/old_film.md)."""
+    import io
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+    from paddle_mmsr.image.degrade import _gaussian, jpeg_roundtrip
+    a = photos["astronaut"][:64, :80].astype(np.float64)
+    assert np.abs(_gaussian(a, 1.3) - gaussian_filter(a, (1.3, 1.3, 0), mode="reflect")).max() < 1e-6
+    lr = photos["astronaut"][:24, :24]
+    buf = io.BytesIO()
+    Image.fromarray(lr).save(buf, format="JPEG", quality=30)
+    pil = np.array(Image.open(io.BytesIO(buf.getvalue())))
+    assert np.abs(jpeg_roundtrip(lr, 30).astype(int) - pil).max() <= 1
