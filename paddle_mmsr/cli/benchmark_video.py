@@ -36,29 +36,38 @@ def mosaic() -> np.ndarray:
     return np.concatenate([np.concatenate(tiles[r * 3:r * 3 + 3], axis=1) for r in range(3)])
 
 
-def pan_hr_lr(n: int, gray: bool = False):
-    """(HR 1408x1152, LR 352x288) frame pairs of a pan moving 1 HR px (1/4 LR px) per frame."""
-    from paddle_mmsr.image.resize import imresize
+def pan_hr_lr(n: int, gray: bool = False, grain: float = 0.0):
+    """(HR 1408x1152, LR 352x288) frame pairs of a pan moving 1 HR px (1/4 LR px) per frame;
+    LR by MATLAB bicubic, plus new film grain of sigma ``grain`` in every frame."""
+    from paddle_mmsr.image.degrade import Degradation
     scene = mosaic()
     if gray:
         import cv2
         scene = _rgb(cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY))
+    deg = Degradation(grain=grain)
     for i in range(n):
         hr = np.ascontiguousarray(scene[200:200 + 4 * LR_H, 40 + i:40 + i + 4 * LR_W])
-        yield hr, imresize(hr, output_shape=(LR_H, LR_W))
+        yield hr, deg(hr, 4, np.random.default_rng(i))
 
 
-def _load(bundle, threads):
+def _load(bundle, threads, tile=None, overlap=None):
     from paddle_mmsr.sr.reconstruct import MMSR
-    sr = MMSR.load(bundle, threads=threads)
+    opts = {k: v for k, v in dict(tile=tile, overlap=overlap).items() if v is not None}
+    sr = MMSR.load(bundle, threads=threads, **opts)
     sr.prepare()
     return sr
 
 
 def _peak_mb() -> dict:
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb": round(me, 1), "peak_rss_ffmpeg_mb": round(kids, 1)}
+    """Peak RSS of this process (Python + Paddle; the ffmpeg children not included:
+    their ru_maxrss counts the forked Python before exec)."""
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and its finished children (ffmpeg)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def cmd_photos(args) -> dict:
@@ -79,12 +88,14 @@ def cmd_speed(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_video(Path(tmp) / "pan.mp4", (lr for _, lr in pan_hr_lr(args.frames, args.gray)),
                            25, tone=440)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_s()
         r = upscale_video(sr, clip, Path(tmp) / "out.mp4", progress=False, log=lambda s: None)
-        sec = time.perf_counter() - t
+        sec, cpu = time.perf_counter() - t, _cpu_s() - cpu
     return {"frames": r["frames"], "in": f"{LR_W}x{LR_H}", "out": "x".join(map(str, r["size"])),
             "gray": args.gray, "seconds": round(sec, 1),
-            "s_per_frame": round(sec / r["frames"], 3), **_peak_mb()}
+            "s_per_frame": round(sec / r["frames"], 3),
+            "cpu_s_per_frame": round(cpu / r["frames"], 3), "threads": sr.threads or "all",
+            "load_average_1min": round(os.getloadavg()[0], 1), **_peak_mb()}
 
 
 def cmd_flicker(args) -> dict:
@@ -94,11 +105,11 @@ def cmd_flicker(args) -> dict:
     from paddle_mmsr.sr.reconstruct import bicubic_up
     from paddle_mmsr.sr.video import StableRouter
     from paddle_mmsr.image.io import to_uint
-    sr = _load(args.bundle, args.threads)
+    sr = _load(args.bundle, args.threads, args.tile, args.overlap)
     margins = [float(m) for m in args.margins.split(",")]
     runs = {f"stability {m:g}": StableRouter(sr.bundle, "tvat", m) for m in margins}
     prev, acc, psnrs, switches = {}, {}, {}, {}
-    for hr, lr in pan_hr_lr(args.frames):
+    for hr, lr in pan_hr_lr(args.frames, grain=args.grain):
         outs = {"bicubic": to_uint(bicubic_up(lr.astype(np.float32) / 255, 4), np.uint8)}
         for name, router in runs.items():
             before = None if router.previous is None else router.previous.copy()
@@ -120,7 +131,9 @@ def cmd_flicker(args) -> dict:
         res[name]["flicker_over_bicubic"] = round(res[name]["flicker"] / base, 4)
         res[name]["class_switches"] = switches.get(name, 0)
     tiles = len(sr.reconstruct(lr).classes)
-    return {"frames": args.frames, "tiles_per_frame": tiles, "pan": "1 HR px (0.25 LR px) per frame",
+    return {"frames": args.frames, "load_average_1min": round(os.getloadavg()[0], 1),
+            "tiles_per_frame": tiles, "tile": sr.tile, "overlap": sr.overlap, "grain": args.grain,
+            "pan": "1 HR px (0.25 LR px) per frame",
             "in": f"{LR_W}x{LR_H}", **res}
 
 
@@ -154,6 +167,64 @@ def cmd_oldfilm(args) -> dict:
     return out
 
 
+def _best_ms(f, n: int = 5) -> float:
+    f()
+    best = 1e9
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 2)
+
+
+def cmd_opencv(args) -> dict:
+    """OpenCV against what the project uses: video decode (ffmpeg pipe) and image files
+    (Pillow), on the 352x288 pan and a 1408x1152 mosaic."""
+    import io
+    import cv2
+    from PIL import Image
+    from paddle_mmsr.image.video_io import read_frames, write_video
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_video(Path(tmp) / "c.mp4", (lr for _, lr in pan_hr_lr(args.frames)), 25)
+
+        def pipe():
+            return sum(1 for _ in read_frames(clip))
+
+        def capture():
+            cap, n = cv2.VideoCapture(str(clip)), 0
+            while True:
+                ok, f = cap.read()
+                if not ok:
+                    return n
+                cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+                n += 1
+        out["decode_ms_per_frame"] = {
+            "ffmpeg pipe (with the probe passes)": round(_best_ms(pipe, 2) / args.frames, 2),
+            "cv2.VideoCapture": round(_best_ms(capture, 2) / args.frames, 2)}
+    img = mosaic()[:1152, :1408].copy()
+    png, jpg = io.BytesIO(), io.BytesIO()
+    Image.fromarray(img).save(png, format="PNG")
+    Image.fromarray(img).save(jpg, format="JPEG", quality=95)
+    png, jpg = png.getvalue(), jpg.getvalue()
+    out["image_ms_1408x1152"] = {
+        "png decode Pillow": _best_ms(lambda: np.asarray(Image.open(io.BytesIO(png)))),
+        "png decode cv2": _best_ms(lambda: cv2.imdecode(np.frombuffer(png, np.uint8), -1)),
+        "png encode Pillow": _best_ms(lambda: Image.fromarray(img).save(io.BytesIO(), "PNG")),
+        "png encode cv2": _best_ms(lambda: cv2.imencode(".png", img[:, :, ::-1])),
+        "jpeg decode Pillow": _best_ms(lambda: np.asarray(Image.open(io.BytesIO(jpg)))),
+        "jpeg decode cv2": _best_ms(lambda: cv2.imdecode(np.frombuffer(jpg, np.uint8), 1)),
+        "jpeg q95 encode Pillow": _best_ms(lambda: Image.fromarray(img).save(
+            io.BytesIO(), "JPEG", quality=95)),
+        "jpeg q95 encode cv2": _best_ms(lambda: cv2.imencode(
+            ".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])),
+        "rgb->gray numpy": _best_ms(lambda: (img @ np.array([0.299, 0.587, 0.114])).round()),
+        "rgb->gray cv2": _best_ms(lambda: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))}
+    out["png_bytes"] = {"Pillow (default level)": len(png),
+                        "cv2 (default level)": len(cv2.imencode(".png", img)[1])}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="benchmark_video.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -169,6 +240,11 @@ def main(argv=None) -> int:
             p.add_argument("--gray", action="store_true")
         else:
             p.add_argument("--margins", default="0,0.15", help="stability margins to compare")
+            p.add_argument("--grain", type=float, default=0.0, help="film grain sigma per frame")
+            p.add_argument("--tile", type=int, help="tile size (default: the MMSR default)")
+            p.add_argument("--overlap", type=int, help="tile overlap (default: the MMSR default)")
+    p = sub.add_parser("opencv")
+    p.add_argument("--frames", type=int, default=100)
     p = sub.add_parser("oldfilm")
     p.add_argument("--bundle", action="append", required=True)
     p.add_argument("--frames", type=int, default=12)
@@ -178,6 +254,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int)
     args = ap.parse_args(argv)
     cmds = {"photos": cmd_photos, "speed": cmd_speed, "flicker": cmd_flicker,
-            "oldfilm": cmd_oldfilm}
+            "oldfilm": cmd_oldfilm, "opencv": cmd_opencv}
     print(json.dumps(cmds[args.cmd](args), indent=1))
     return 0
