@@ -139,6 +139,8 @@ def test_no_audio_odd_size_and_bad_inputs(clips, sr, tmp_path):
         upscale_video(sr, tone, tmp_path / "y.mp4", progress=False)
     with pytest.raises(FileExistsError):
         upscale_video(sr, clips["silent"], out, progress=False)
+    with pytest.raises(VideoError, match="must end in"):
+        upscale_video(sr, clips["silent"], tmp_path / "z.avi", progress=False)
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
 
 

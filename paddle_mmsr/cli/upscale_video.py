@@ -75,12 +75,16 @@ def main(argv=None) -> int:
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
         return 2
     out = Path(args.output)
+    from paddle_mmsr.sr.video import CONTAINERS
+    if out.suffix.lower() not in CONTAINERS:
+        print(f"error: -o {out}: the output must end in {', '.join(CONTAINERS)}", file=sys.stderr)
+        return 2
     if out.exists() and not args.overwrite:
         print(f"error: {out} exists (pass --overwrite to replace it)", file=sys.stderr)
         return 2
     from paddle_mmsr.image.video_io import VideoError, probe
     try:  # a bad input fails before Paddle loads
-        probe(args.input, args.start, args.duration, args.deinterlace)
+        info = probe(args.input, args.start, args.duration, args.deinterlace)
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -105,7 +109,7 @@ def main(argv=None) -> int:
                           routing=args.routing, stability=args.stability, segment=args.segment,
                           deinterlace=args.deinterlace, overwrite=args.overwrite,
                           progress=not args.quiet and sys.stderr.isatty(),
-                          log=lambda s: print(s, file=sys.stderr))
+                          log=lambda s: print(s, file=sys.stderr), info=info)
     except (VideoError, FileExistsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -316,8 +316,7 @@ def write_video(path, frames, fps=25, tone: float | None = None, codec_args=None
          "-i", "pipe:0", *audio, "-map", "0:v", *codec_args, *amap, str(path)],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for f in [first] if first is not None else []:
-            proc.stdin.write(np.ascontiguousarray(f, np.uint8).data)
+        proc.stdin.write(np.ascontiguousarray(first, np.uint8).data)
         for f in it:
             proc.stdin.write(np.ascontiguousarray(f, np.uint8).data)
         proc.stdin.close()

@@ -35,6 +35,7 @@ from paddle_mmsr.sr.route import route
 __all__ = ["StableRouter", "upscale_video", "parts_dir", "flicker"]
 
 FORMAT = "paddle-mmsr-video-parts/1"
+CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv")
 
 
 class StableRouter:
@@ -110,11 +111,13 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
                   start: float | None = None, duration: float | None = None,
                   routing: str = "tvat", stability: float = 0.15, segment: float = 10.0,
                   deinterlace: str = "auto", overwrite: bool = False, progress: bool = True,
-                  log=print, stop_after: int | None = None) -> dict:
-    """Upscale ``src`` into ``dst`` (format from its suffix); returns a summary dict.
-    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr.
-    ``stop_after``: stop after that many new segments (for tests), leaving the job resumable."""
+                  log=print, info=None) -> dict:
+    """Upscale ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv); returns a summary dict.
+    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr;
+    ``info``: ``probe(src, start, duration, deinterlace)`` when already made."""
     src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() not in CONTAINERS:
+        raise VideoError(f"{dst}: the output must end in {', '.join(CONTAINERS)}")
     if dst.resolve() == src.resolve():
         raise VideoError(f"{dst}: the output would overwrite the input")
     if dst.exists() and not overwrite:
@@ -123,7 +126,7 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
         raise ValueError(f"deinterlace must be auto, on or off, got {deinterlace!r}")
     if segment <= 0:
         raise ValueError(f"segment must be > 0 seconds, got {segment}")
-    info = probe(src, start, duration, deinterlace)
+    info = info or probe(src, start, duration, deinterlace)
     for note in info.notes:
         log(f"note: {note}")
     if not info.audio:
@@ -155,8 +158,6 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
             if _segment_done(folder, k):
                 skipped = True
                 continue
-            if stop_after is not None and new >= stop_after:
-                return {"complete": False, "segments": n_seg, "frames": info.frames}
             if skipped:
                 skipped = False
                 state = json.loads((folder / f"seg_{k - 1:06d}.json").read_text())
