@@ -14,8 +14,10 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "brick", "grass",
-                "gravel", "camera", "moon")
+def train_photos() -> tuple:
+    """configs/old_film_demo_cpu.yaml's photos: tools/prepare_demo.py's plus a gray one."""
+    from paddle_mmsr.cli.prepare_demo import TRAIN_PHOTOS as DEMO
+    return DEMO + ("moon",)
 MOSAIC = ("astronaut", "camera", "immunohistochemistry", "brick", "retina", "gravel",
           "rocket", "grass", "coffee")   # 3 x 3 crops of 512 px: a 1536 px "HR" scene
 LR_W, LR_H = 352, 288
@@ -75,9 +77,10 @@ def cmd_photos(args) -> dict:
     from paddle_mmsr.image.io import write_image
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
-    for n in TRAIN_PHOTOS:
+    names = train_photos()
+    for n in names:
         write_image(out / f"{n}.png", getattr(data, n)())
-    return {"photos": len(TRAIN_PHOTOS), "dir": str(out)}
+    return {"photos": list(names), "dir": str(out)}
 
 
 def cmd_speed(args) -> dict:
