@@ -57,6 +57,9 @@ def test_old_film_degradations(photos):
     base = Degradation()(hr, 4)
     gray = Degradation(gray=True)(hr, 4)
     assert (gray[:, :, 0] == gray[:, :, 1]).all() and (gray[:, :, 1] == gray[:, :, 2]).all()
+    target = Degradation(gray=True).target(hr)  # what a gray-trained model learns to give back
+    assert target.shape == hr.shape and (target[:, :, 0] == target[:, :, 2]).all()
+    assert Degradation().target(hr) is hr
     # luma of the bicubic LR, within rounding
     luma = base.astype(float) @ np.array([0.299, 0.587, 0.114])
     assert np.abs(gray[:, :, 0] - luma).max() <= 2.5
@@ -98,3 +101,14 @@ def test_opencv_blur_and_jpeg_match_the_scipy_and_pillow_results(photos):
     Image.fromarray(lr).save(buf, format="JPEG", quality=30)
     pil = np.array(Image.open(io.BytesIO(buf.getvalue())))
     assert np.abs(jpeg_roundtrip(lr, 30).astype(int) - pil).max() <= 1
+
+
+def test_dataset_pairs_gray_lr_with_gray_hr(tmp_path, photos):
+    from paddle_mmsr.data.dataset import SRDataset
+    from paddle_mmsr.image.io import write_image
+    write_image(tmp_path / "a.png", photos["astronaut"][:128, :128])
+    lr, hr = SRDataset([tmp_path], crop=64, degradation={"gray": True, "grain": 3}, seed=0)[0]
+    assert lr.shape == (3, 16, 16) and hr.shape == (3, 64, 64)
+    assert np.array_equal(hr[0], hr[1]) and np.array_equal(lr[0], lr[2])
+    _, hr_colour = SRDataset([tmp_path], crop=64, seed=0)[0]
+    assert not np.array_equal(hr_colour[0], hr_colour[1])

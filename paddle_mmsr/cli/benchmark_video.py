@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def _peak_mb() -> dict:
     return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return round(kb / 1024, 1)
+
+
 def _cpu_s() -> float:
     """CPU seconds used so far by this process and its finished children (ffmpeg)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -91,14 +98,26 @@ def cmd_speed(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_video(Path(tmp) / "pan.mp4", (lr for _, lr in pan_hr_lr(args.frames, args.gray)),
                            25, tone=440)
+        samples, stop = [], threading.Event()
+
+        def sample():  # RSS of this process once a second, to see whether it grows
+            while not stop.wait(1.0):
+                samples.append(_rss_mb())
+        watcher = threading.Thread(target=sample, daemon=True)
         t, cpu = time.perf_counter(), _cpu_s()
+        watcher.start()
         r = upscale_video(sr, clip, Path(tmp) / "out.mp4", progress=False, log=lambda s: None)
         sec, cpu = time.perf_counter() - t, _cpu_s() - cpu
+        stop.set()
+        watcher.join()
+    quarters = [samples[min(len(samples) - 1, int(q * len(samples)))] for q in (0.25, 0.5, 0.75)] \
+        + [samples[-1]] if samples else []
     return {"frames": r["frames"], "in": f"{LR_W}x{LR_H}", "out": "x".join(map(str, r["size"])),
             "gray": args.gray, "seconds": round(sec, 1),
             "s_per_frame": round(sec / r["frames"], 3),
             "cpu_s_per_frame": round(cpu / r["frames"], 3), "threads": sr.threads or "all",
-            "load_average_1min": round(os.getloadavg()[0], 1), **_peak_mb()}
+            "load_average_1min": round(os.getloadavg()[0], 1), **_peak_mb(),
+            "rss_mb_at_25_50_75_100_percent": quarters}
 
 
 def cmd_flicker(args) -> dict:

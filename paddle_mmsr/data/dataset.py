@@ -105,7 +105,7 @@ class SRDataset(Dataset):
             hr = augment(hr, rng)
         hr = np.ascontiguousarray(hr)
         lr = self.degradation(hr, self.scale, rng)
-        return _chw(lr), _chw(hr)
+        return _chw(lr), _chw(self.degradation.target(hr))
 
 
 def _peek_shape(path):

@@ -4,6 +4,7 @@ Default: MATLAB bicubic (antialiased). The others, applied in this order
 when given (any combination):
 
 1. ``gray``: BT.601 luma, kept as three equal channels (black-and-white film);
+   the training target is then gray too (``target``);
 2. ``blur``: Gaussian, sigma in HR px, before downscaling (soft lenses, telecine);
 3. the downscale ``kernel`` (bicubic or bilinear);
 4. ``grain``: film grain, Gaussian noise smoothed over ``grain_size`` LR px and
@@ -63,15 +64,20 @@ class Degradation:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def target(self, hr: np.ndarray) -> np.ndarray:
+        """The HR a model should learn to give back for this LR: ``hr``, in gray with
+        ``gray`` (a gray film has no colour to restore)."""
+        if self.gray and hr.ndim == 3:
+            return np.repeat(cv2.cvtColor(np.ascontiguousarray(hr), cv2.COLOR_RGB2GRAY)[:, :, None],
+                             hr.shape[2], axis=2)
+        return hr
+
     def __call__(self, hr: np.ndarray, scale: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """uint8 HxWx3 HR (H, W multiples of ``scale``) -> uint8 LR."""
         if hr.shape[0] % scale or hr.shape[1] % scale:
             raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of scale {scale}")
         out_shape = (hr.shape[0] // scale, hr.shape[1] // scale)
-        if self.gray and hr.ndim == 3:
-            hr = np.repeat(cv2.cvtColor(np.ascontiguousarray(hr), cv2.COLOR_RGB2GRAY)[:, :, None],
-                           hr.shape[2], axis=2)
-        a = hr.astype(np.float64)
+        a = self.target(hr).astype(np.float64)
         if self.blur > 0:
             a = _gaussian(a, self.blur)
         a = imresize(a, output_shape=out_shape, kernel=self.kernel)

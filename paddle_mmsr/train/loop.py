@@ -191,7 +191,7 @@ def _train_crop(dataset, scale: int, size: int = 192):
     s = min(size, h, w) // scale * scale
     y, x = (h - s) // 2, (w - s) // 2
     hr = np.ascontiguousarray(img[y:y + s, x:x + s])
-    return dataset.degradation(hr, scale, np.random.default_rng(0)), hr
+    return dataset.degradation(hr, scale, np.random.default_rng(0)), dataset.degradation.target(hr)
 
 
 def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
