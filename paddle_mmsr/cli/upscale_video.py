@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         from paddle_mmsr.sr.bundle import BundleError
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
-        from paddle_mmsr.sr.video import upscale_video
+        from paddle_mmsr.sr.video import parts_dir, upscale_video
     options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
     try:
         check_device(args.device)
@@ -113,6 +113,10 @@ def main(argv=None) -> int:
     except (VideoError, FileExistsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished segments are kept in {parts_dir(out)}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     w, h = r["size"]
     print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "
           f"audio: {', '.join(r['audio']) or 'none'}; {r['new_segments']} of {r['segments']} "
