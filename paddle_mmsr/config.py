@@ -37,6 +37,7 @@ class ConfigError(ValueError):
 class GeneratorOptions:
     channels: int = 64
     form: str = "srgan"          # srgan (paper, with BN) | fast (no BN, bicubic residual)
+    #                              | compact (all convs at LR, one PixelShuffle; see models/generator.py)
     head_kernel: int = 9
     tail_kernel: int = 9
 
@@ -72,6 +73,8 @@ class ClassConfig:
     spec: str = "16-8"
     generator: dict = field(default_factory=dict)  # overrides of model.generator
     sources: list = field(default_factory=list)    # overrides the split's manifest
+    pretrain_iters: Optional[int] = None  # this class's phase 1 (default train.pretrain_iters);
+    #                                       the phase-1 lr milestones scale with it
 
 
 @dataclass
@@ -166,11 +169,26 @@ class Config:
     def output_dir(self) -> Path:
         return Path(self.output or f"output/{self.name}")
 
+    def for_class(self, class_id: int) -> "Config":
+        """The config one class trains with: its own phase-1 length, if it sets one,
+        with the phase-1 lr milestones scaled in proportion."""
+        n = self.classes[class_id].pretrain_iters
+        if n is None or n == self.train.pretrain_iters:
+            return self
+        cfg = copy.deepcopy(self)
+        base = max(self.train.pretrain_iters, 1)
+        cfg.train.pretrain_iters = n
+        cfg.optim.pretrain.milestones = [round(m * n / base) for m in
+                                         self.optim.pretrain.milestones]
+        return cfg
+
     def generator_options(self, class_id: int) -> dict:
-        """Generator kwargs of one class (model defaults + class overrides)."""
+        """Generator kwargs of one class (model defaults + class overrides; a width in
+        the class spec, e.g. "4-6w16", sets ``channels``)."""
+        from paddle_mmsr.models.spec import ModelSpec
         opts = asdict(self.model.generator)
         opts.update(self.classes[class_id].generator)
-        return opts
+        return ModelSpec.parse(self.classes[class_id].spec).generator_options(opts)
 
 
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}

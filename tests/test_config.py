@@ -72,6 +72,21 @@ def test_overrides():
         apply_overrides(raw, ["train.pretrain_iters"])
 
 
+def test_per_class_iterations_and_spec_width():
+    raw = {**MINIMAL, "classes": [{"spec": "4-6w16", "pretrain_iters": 50, "sources": ["a"]},
+                                  {"spec": "16-8", "sources": ["b"]}],
+           "tvat": {"bounds": [2.0]}, "model": {"generator": {"form": "compact"}}}
+    cfg = parse_config(raw, ["train.pretrain_iters=200", "optim.pretrain.milestones=[100, 150]"])
+    c0, c1 = cfg.for_class(0), cfg.for_class(1)
+    assert c0.train.pretrain_iters == 50 and c0.optim.pretrain.milestones == [25, 38]
+    assert c1 is cfg and cfg.train.pretrain_iters == 200  # the shared config is not changed
+    assert cfg.optim.pretrain.milestones == [100, 150]
+    assert cfg.generator_options(0)["channels"] == 16  # the spec's width wins
+    assert cfg.generator_options(1)["channels"] == 64
+    with pytest.raises(ConfigError, match="spec"):
+        parse_config({**raw, "classes": [{"spec": "4-6x16"}, {"spec": "8-6"}]})
+
+
 def test_cli_refuses_a_mistyped_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({**MINIMAL, "checkpiont": {"every": 5}}))

@@ -76,3 +76,69 @@ def test_generator_learns_a_few_steps():
         opt.clear_grad()
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+# ---- width in the spec, and the compact (LR-resolution) form ----
+
+def test_spec_width_suffix():
+    s = ModelSpec.parse("4-6w16")
+    assert (s.g_blocks, s.d_layers, s.channels) == (4, 6, 16)
+    assert str(s) == "4-6w16" and str(ModelSpec.parse(" 16 - 8 w 48 ")) == "16-8w48"
+    assert ModelSpec.parse("16-8").channels is None
+    assert s.generator_options({"channels": 64, "form": "compact"}) == {"channels": 16,
+                                                                        "form": "compact"}
+    assert ModelSpec.parse("16-8").generator_options({"channels": 64}) == {"channels": 64}
+    for bad in ("4-6w", "4-6w0", "4-6c16", "w16"):
+        with pytest.raises(ValueError):
+            ModelSpec.parse(bad)
+
+
+def test_spec_width_sets_generator_channels():
+    g = build_generator("2-2w12", channels=64, form="compact", head_kernel=3, tail_kernel=3)
+    assert g.head[0].weight.shape == [12, 3, 3, 3]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_compact_form_runs_every_conv_at_lr(scale):
+    g = Generator(num_blocks=2, channels=8, scale=scale, form="compact", head_kernel=3,
+                  tail_kernel=3)
+    g.eval()
+    sizes = []
+    hooks = [m.register_forward_post_hook(lambda m, i, o: sizes.append(tuple(o.shape[2:])))
+             for m in g.sublayers() if isinstance(m, paddle.nn.Conv2D)]
+    y = g(paddle.rand([1, 3, 10, 12]))
+    for h in hooks:
+        h.remove()
+    assert y.shape == [1, 3, 10 * scale, 12 * scale]
+    assert sizes and set(sizes) == {(10, 12)}
+    assert g.tail.weight.shape == [3 * scale * scale, 8, 3, 3]
+    assert not any(isinstance(m, paddle.nn.BatchNorm2D) for m in g.sublayers())
+
+
+def test_compact_cost_grows_with_blocks_and_width():
+    def n_params(spec):
+        g = build_generator(spec, form="compact", head_kernel=3, tail_kernel=3)
+        return sum(int(np.prod(p.shape)) for p in g.parameters())
+    small, large = n_params("4-6w16"), n_params("16-8w48")
+    assert large > 25 * small  # 16 x 48^2 vs 4 x 16^2 in the residual body
+
+
+def test_compact_form_starts_near_bicubic():
+    x = paddle.rand([1, 3, 16, 16])
+    g = Generator(num_blocks=2, channels=16, form="compact", head_kernel=3, tail_kernel=3)
+    bic = paddle.nn.functional.interpolate(x, scale_factor=4, mode="bicubic")
+    assert float((g(x) - bic).abs().mean()) < 0.05
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_compact_skip_at_lr_equals_bicubic_interpolation(scale):
+    g = Generator(num_blocks=1, channels=8, scale=scale, form="compact", head_kernel=3,
+                  tail_kernel=3)
+    g.eval()
+    g.tail.weight.set_value(g.tail.weight * 0)
+    g.tail.bias.set_value(g.tail.bias * 0)
+    x = paddle.rand([2, 3, 13, 17])
+    bic = paddle.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic",
+                                           align_corners=False)
+    assert float((g(x) - bic).abs().max()) < 1e-5  # borders included
+    assert "skip_kernel" not in g.state_dict()  # fixed, not stored with the weights

@@ -1,7 +1,9 @@
 """Benchmark MMSR reconstruction on this machine.
 
 Prints, in one run on the same images: dygraph vs Paddle Inference time for
-the largest generator on one tile, routed MMSR vs the largest model on every
+the largest generator on one tile, seconds per tile of every class model with
+its multiply-adds and effective GFLOP/s (2 FLOP per multiply-add; share of
+the machine's peak, --peak-gflops, ~190 for two AVX2/FMA cores here), routed MMSR vs the largest model on every
 tile (end to end, and estimated from per-class tile times measured in
 interleaved rounds, which other jobs' load cannot skew), TVAT + tiling
 overhead as a share of the total, output megapixels/s; optionally a tile-size
@@ -28,22 +30,57 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RANDOM_SPECS = ("4-6", "8-6", "16-8")
+RANDOM_SPECS = ("4-6w16", "8-6w32", "16-8w48")   # the shipped bundle's class models
 CALIBRATED_BOUNDS = [0.8864, 1.4922]  # equal thirds of T91 + BSD200 LR sub-images
+PEAK_GFLOPS = 190.0  # 2 cores x 2 AVX2 FMA units x 8 float32 x 2 FLOP x ~3 GHz
 
 
 def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, channels=64,
-                       form="fast", flat_bound=None, seed=0):
-    """A bundle of randomly initialised generators (timing only)."""
+                       form="compact", flat_bound=None, seed=0):
+    """A bundle of randomly initialised generators (timing only). ``channels`` is the
+    width of specs without a "wC" suffix."""
     import paddle
     from paddle_mmsr.sr.bundle import make_bundle
     from paddle_mmsr.models import build_generator
     from paddle_mmsr.data.tvat import TVATSettings
     paddle.seed(seed)
-    opts = dict(channels=channels, form=form, head_kernel=9, tail_kernel=3)
+    head = 3 if form == "compact" else 9
+    opts = dict(channels=channels, form=form, head_kernel=head, tail_kernel=3)
     gens = [(s, opts, build_generator(s, 4, **opts)) for s in specs]
     return make_bundle(root, gens, TVATSettings(bounds=list(bounds)), flat_bound=flat_bound,
                        produced_by={"note": "random weights, for timing only"})
+
+
+def multiply_adds(layer, tile: int) -> int:
+    """Conv multiply-adds of one forward pass on a tile x tile input (counted by hooks
+    on a real forward pass; PReLU, PixelShuffle and the bicubic skip are not counted)."""
+    import paddle
+    total = [0]
+
+    def hook(conv, _inputs, out):
+        o, i, kh, kw = conv.weight.shape
+        total[0] += int(out.shape[2] * out.shape[3]) * o * i * kh * kw // conv._groups
+
+    hooks = [m.register_forward_post_hook(hook) for m in layer.sublayers()
+             if isinstance(m, paddle.nn.Conv2D)]
+    try:
+        with paddle.no_grad():
+            layer(paddle.zeros([1, 3, tile, tile]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def class_throughput(sr, tile_s: dict, tile=128, peak=PEAK_GFLOPS) -> dict:
+    """Per class: seconds per tile, GMAC, effective GFLOP/s and share of ``peak``."""
+    out = {}
+    for c in sr.bundle.classes:
+        macs = multiply_adds(sr.bundle.build_generator(c, load_weights=False), tile)
+        gflops = 2 * macs / 1e9 / tile_s[c.id]
+        out[c.id] = {"label": sr.label(c.id), "tile_s": tile_s[c.id], "gmac": macs / 1e9,
+                     "gflops": gflops, "peak_share": gflops / peak}
+    return out
 
 
 def sample_photos(folder=None, limit=3) -> list:
@@ -158,7 +195,7 @@ def time_routing(sr, photos, repeat=1) -> dict:
     return res
 
 
-def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="8-6", rounds=3,
+def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="16-8w48", rounds=3,
                channels=64) -> list:
     """Tile-size choice for one mid-size (random) generator: network seconds per
     LR megapixel at each tile size (best of interleaved rounds, so load from
@@ -219,18 +256,19 @@ def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=N
 
 def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=None,
                   flat_bound=None, repeat=1, channels=64, backends=True, routing=True,
-                  log=print) -> dict:
+                  log=print, peak=PEAK_GFLOPS, form="compact") -> dict:
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
     from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.sr.route import largest_class
     tmp = None
     if bundle_dir is None:
         tmp = tempfile.mkdtemp(prefix="mmsr-bench-")
         bundle_dir = tmp
         make_random_bundle(tmp, bounds=CALIBRATED_BOUNDS if bounds is None else bounds,
-                           channels=channels, flat_bound=flat_bound)
+                           channels=channels, flat_bound=flat_bound, form=form)
         log(f"bundle: RANDOM weights (timing only), specs {', '.join(RANDOM_SPECS)}, "
-            f"{channels} channels")
+            f"form {form}")
     bundle = load_bundle(bundle_dir)
     photos = sample_photos(images)
     res = {"load_avg_start": os.getloadavg(), "threads": os.cpu_count(),
@@ -252,8 +290,11 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
                 f"{100 * v['overhead_share']:.1f}% (tvat {100 * v['tvat_share']:.1f}%, tiling "
                 f"{100 * v['tiling_share']:.1f}%), tiles {v['tiles']}, share "
                 + ", ".join(f"{c} {100 * s:.0f}%" for c, s in v["share"].items()))
-        log("one 128px tile (best of 3 interleaved rounds): " + ", ".join(
-            f"{sr.label(c)} {t:.2f} s" for c, t in r["tile_s"].items()))
+        res["throughput"] = tp = class_throughput(sr, r["tile_s"], peak=peak)
+        for c, v in tp.items():
+            log(f"one 128px tile, {v['label']}: {1000 * v['tile_s']:.0f} ms, {v['gmac']:.2f} GMAC, "
+                f"{v['gflops']:.0f} GFLOP/s ({100 * v['peak_share']:.0f}% of {peak:.0f}); "
+                f"{v['tile_s'] / tp[largest_class(bundle)]['tile_s']:.2f} of the largest")
         log(f"routed vs single: {r['speedup_routed_vs_single']:.2f}x faster end to end, "
             f"{r['speedup_estimated']:.2f}x from per-class tile times x routing shares")
     if sweep:
@@ -280,7 +321,12 @@ def main(argv=None) -> int:
     ap.add_argument("--images", help="folder of LR photos (default: scikit-image photos)")
     ap.add_argument("--bounds", type=float, nargs="+", help="TVAT bounds of the random bundle")
     ap.add_argument("--flat-bound", type=float, help="flat (bicubic) bound of the random bundle")
-    ap.add_argument("--channels", type=int, default=64, help="channels of the random bundle")
+    ap.add_argument("--channels", type=int, default=64,
+                    help="width of the random bundle's specs that have no wC suffix")
+    ap.add_argument("--form", default="compact", choices=["compact", "fast", "srgan"],
+                    help="generator form of the random bundle")
+    ap.add_argument("--peak-gflops", type=float, default=PEAK_GFLOPS,
+                    help="the machine's peak float32 GFLOP/s, for the share column")
     ap.add_argument("--no-backends", action="store_true", help="skip dygraph vs inference")
     ap.add_argument("--no-routing", action="store_true", help="skip routed vs single")
     ap.add_argument("--sweep", action="store_true", help="also time tile sizes / overlaps")
@@ -290,7 +336,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     res = run_benchmark(args.bundle, args.images, args.sweep, args.rss_size, args.bounds,
                         args.flat_bound, args.repeat, args.channels, not args.no_backends,
-                        not args.no_routing, log=lambda s: print(s, flush=True))
+                        not args.no_routing, log=lambda s: print(s, flush=True),
+                        peak=args.peak_gflops, form=args.form)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
     return 0

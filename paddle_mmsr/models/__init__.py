@@ -7,9 +7,11 @@ __all__ = ["Generator", "Discriminator", "ModelSpec", "build_generator", "build_
 
 
 def build_generator(spec, scale: int = 4, **options):
-    """Generator for a spec such as "16-8"; ``options`` are Generator kwargs."""
+    """Generator for a spec such as "16-8" or "4-6w16"; ``options`` are Generator
+    kwargs (a width in the spec overrides ``channels``)."""
     from paddle_mmsr.models.generator import Generator
-    return Generator(num_blocks=ModelSpec.parse(spec).g_blocks, scale=scale, **options)
+    s = ModelSpec.parse(spec)
+    return Generator(num_blocks=s.g_blocks, scale=scale, **s.generator_options(options))
 
 
 def build_discriminator(spec, **options):

@@ -1,13 +1,19 @@
 """Model specs by the paper's names: "x-y" = generator with x residual blocks,
 discriminator with y conv layers (e.g. "16-8", "8-6", "4-6", "2-2"); the
-generator forms; the VGG19 layer names the content loss can use. No Paddle."""
+generator forms; the VGG19 layer names the content loss can use. No Paddle.
+
+A width suffix "wC" sets the generator's channels: "4-6w16" is 4 blocks of
+16 channels. Without it the width comes from the generator options
+(``channels``, 64 by default); with it the spec wins.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Optional
 
-FORMS = ("srgan", "fast")  # generator forms, see models/generator.py
-_SPEC = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+FORMS = ("srgan", "fast", "compact")  # generator forms, see models/generator.py
+_SPEC = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:w\s*(\d+))?\s*$")
 
 # VGG19 feature layers: conv widths, "M" = max pool (paddle.vision's vgg19 layout)
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -34,6 +40,7 @@ LAYER_NAMES = _layer_names()
 class ModelSpec:
     g_blocks: int
     d_layers: int
+    channels: Optional[int] = None   # generator width; None = from the generator options
 
     @classmethod
     def parse(cls, text) -> "ModelSpec":
@@ -41,11 +48,23 @@ class ModelSpec:
             return text
         m = _SPEC.match(str(text))
         if not m:
-            raise ValueError(f"model spec {text!r} is not of the form 'x-y' (e.g. '16-8')")
+            raise ValueError(f"model spec {text!r} is not of the form 'x-y' or 'x-ywC' "
+                             "(e.g. '16-8', '4-6w16')")
         g, d = int(m.group(1)), int(m.group(2))
+        c = int(m.group(3)) if m.group(3) is not None else None
         if g < 1 or d < 1:
             raise ValueError(f"model spec {text!r}: both numbers must be >= 1")
-        return cls(g, d)
+        if c is not None and c < 1:
+            raise ValueError(f"model spec {text!r}: the width must be >= 1")
+        return cls(g, d, c)
+
+    def generator_options(self, options: dict) -> dict:
+        """Generator kwargs: ``options`` with this spec's width, if it has one."""
+        out = dict(options)
+        if self.channels is not None:
+            out["channels"] = self.channels
+        return out
 
     def __str__(self) -> str:
-        return f"{self.g_blocks}-{self.d_layers}"
+        width = "" if self.channels is None else f"w{self.channels}"
+        return f"{self.g_blocks}-{self.d_layers}{width}"

@@ -7,6 +7,8 @@
     value_range: [0, 1]          # generator input/output range, RGB
     tvat: {tau: 5.0, norm: 10000.0, value_max: 255.0, bounds: [2.0, 4.0]}
     flat_bound: null             # tiles scoring below it are upscaled by bicubic
+    route_score: tile            # tile (the paper's TVAT of the tile) | cell_max
+    route_cell: 32               # cell_max: LR cell size; a tile scores as its busiest cell
     classes:
       - id: 0
         spec: "4-6"              # only the generator is used at inference
@@ -15,7 +17,9 @@
         sha256: ...
     produced_by: {...}           # free-form: config, iterations, data
 
-Class ``i`` handles TVAT scores in [bounds[i-1], bounds[i]).
+Class ``i`` handles TVAT scores in [bounds[i-1], bounds[i]) (see sr/route.py
+for how a tile is scored). A manifest without route_score/route_cell is read
+with the defaults (tile, 32): older bundles keep their meaning.
 
 Nothing is trusted: unknown keys are refused (with the closest valid key), and
 each weight file must fit the network the manifest describes key for key and
@@ -62,6 +66,8 @@ class Bundle:
     tvat: TVATSettings
     classes: list
     flat_bound: float | None = None
+    route_score: str = "tile"
+    route_cell: int = 32
     produced_by: dict = field(default_factory=dict)
 
     def weight_path(self, entry: ClassEntry) -> Path:
@@ -97,6 +103,7 @@ class Bundle:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "scale": self.scale, "value_range": [0, 1],
                 "tvat": self.tvat.to_dict(), "flat_bound": self.flat_bound,
+                "route_score": self.route_score, "route_cell": self.route_cell,
                 "classes": [c.to_dict() for c in self.classes],
                 "produced_by": self.produced_by}
 
@@ -170,9 +177,16 @@ def load_bundle(root) -> Bundle:
                               sha256=c.get("sha256", "")) for c in m["classes"]]
         tv = TVATSettings(**m["tvat"])
         b = Bundle(root=root, scale=int(m["scale"]), tvat=tv, classes=classes,
-                   flat_bound=m.get("flat_bound"), produced_by=m.get("produced_by") or {})
+                   flat_bound=m.get("flat_bound"),
+                   route_score=str(m.get("route_score", "tile")),
+                   route_cell=int(m.get("route_cell", 32)),
+                   produced_by=m.get("produced_by") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{path}: malformed manifest ({e})") from None
+    from paddle_mmsr.sr.route import ROUTE_SCORES
+    if b.route_score not in ROUTE_SCORES or b.route_cell < 1:
+        raise BundleError(f"{path}: route_score must be one of {ROUTE_SCORES} and route_cell "
+                          f">= 1, got {b.route_score!r}, {b.route_cell}")
     if sorted(c.id for c in classes) != list(range(tv.n_classes)):
         raise BundleError(f"{path}: {tv.n_classes} TVAT classes need class ids "
                           f"0..{tv.n_classes - 1}, got {[c.id for c in classes]}")
@@ -217,7 +231,8 @@ def save_weights(layer, path) -> Path:
 
 
 def make_bundle(root, generators: list, tvat: TVATSettings, scale: int = 4,
-                flat_bound=None, produced_by=None) -> Bundle:
+                flat_bound=None, produced_by=None, route_score: str = "tile",
+                route_cell: int = 32) -> Bundle:
     """Write a bundle from in-memory generators.
 
     ``generators``: one (spec, generator_options, layer) per class, class 0 first.
@@ -230,6 +245,6 @@ def make_bundle(root, generators: list, tvat: TVATSettings, scale: int = 4,
         classes.append(ClassEntry(id=i, spec=str(ModelSpec.parse(spec)), weights=name,
                                   generator=dict(options)))
     b = Bundle(root=root, scale=scale, tvat=tvat, classes=classes, flat_bound=flat_bound,
-               produced_by=produced_by or {})
+               route_score=route_score, route_cell=int(route_cell), produced_by=produced_by or {})
     write_manifest(b)
     return b

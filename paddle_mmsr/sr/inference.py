@@ -33,6 +33,12 @@ BACKENDS = ("auto", "inference", "dygraph")
 DEVICES = ("cpu", "gpu")
 CACHE_DIR = "inference_cache"
 _EXPORT_LOCK = threading.Lock()
+EXPORT_FORMAT = 2  # 2: PReLU exported as LeakyReLU (see _fast_activations)
+# Paddle 3.3's oneDNN fusions that build a fused conv with a leaky_relu crash
+# (segfault); without them leaky_relu runs as its own (fast) oneDNN op.
+_SKIPPED_ONEDNN_PASSES = ("conv_activation_mkldnn_fuse_pass", "conv_activation_onednn_fuse_pass",
+                          "elementwise_act_onednn_fuse_pass",
+                          "conv_elementwise_add_onednn_fuse_pass")
 
 
 class ExportLimitation(RuntimeError):
@@ -136,6 +142,8 @@ class PredictorRunner:
         else:
             cfg.disable_gpu()
             cfg.enable_mkldnn()
+            for name in _SKIPPED_ONEDNN_PASSES:
+                cfg.delete_pass(name)
             cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
             cfg.set_cpu_math_library_num_threads(threads or default_threads())
         cfg.disable_glog_info()
@@ -182,8 +190,22 @@ def sha256_text(text: str) -> str:
 
 def _export_meta(bundle, entry) -> dict:
     import paddle
+    from paddle_mmsr.models import generator  # a changed network definition re-exports
     return {"spec": str(entry.spec), "generator": dict(entry.generator), "scale": bundle.scale,
-            "paddle": paddle.__version__}
+            "paddle": paddle.__version__, "code": sha256_file(generator.__file__)[:16],
+            "export": EXPORT_FORMAT}
+
+
+def _fast_activations(layer) -> None:
+    """Replace every one-parameter PReLU by the equal LeakyReLU(its alpha), in place.
+    oneDNN's PReLU is slow here (about half of a generator's time at 128 px tiles);
+    its LeakyReLU is a plain elementwise op."""
+    import paddle.nn as nn
+    for name, sub in list(layer._sub_layers.items()):
+        if isinstance(sub, nn.PReLU) and int(sub._weight.size) == 1:
+            layer._sub_layers[name] = nn.LeakyReLU(float(sub._weight.numpy().reshape(-1)[0]))
+        elif sub is not None:
+            _fast_activations(sub)
 
 
 def _model_files(folder: Path):
@@ -227,6 +249,7 @@ def export_generator(bundle, entry, cache_dir=None) -> tuple:
         if files and _read_meta(final) == {**meta, "files": _file_hashes(files)}:
             return files
         layer = bundle.build_generator(entry)  # checks the manifest sha256 too
+        _fast_activations(layer)
         tmp = _make_cache_folder(root)
         try:
             spec = paddle.static.InputSpec([None, 3, None, None], "float32", "x")

@@ -22,7 +22,7 @@ from paddle_mmsr.sr.bundle import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
 from paddle_mmsr.image.resize import bicubic_weights
-from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route
+from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
 from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
@@ -145,6 +145,16 @@ class MMSR:
         for cid in ids:
             self.runner(cid)
 
+    def scores(self, colour: np.ndarray, grid: TileGrid) -> np.ndarray:
+        """TVAT score per tile of an HxWx{1,3} image, by the bundle's route_score."""
+        b = self.bundle
+        if b.route_score == "tile":
+            return tile_scores(colour, grid, b.tvat, "tile")
+        rgb = _as_float(colour)
+        if rgb.shape[2] == 1:
+            rgb = np.repeat(rgb, 3, axis=2)
+        return tile_scores(rgb, grid, b.tvat, b.route_score, b.route_cell)
+
     def upscale(self, img, routing: str = "tvat", progress=None) -> np.ndarray:
         """Upscaled image of the same kind (channels, dtype) as ``img``."""
         return self.reconstruct(img, routing, progress).image
@@ -168,7 +178,7 @@ class MMSR:
 
         t = time.perf_counter()
         boxes = grid.boxes()
-        scores = np.array([self.bundle.tvat.score(rgb_tile(y, x)) for y, x in boxes])
+        scores = self.scores(colour, grid)
         classes = route(scores, self.bundle, routing)
         if router is not None:
             classes = np.asarray(router(scores, classes), np.int64).reshape(classes.shape)

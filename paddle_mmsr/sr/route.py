@@ -2,18 +2,30 @@
 
 Class ids are the bundle's (0 = lowest texture). ``FLAT`` (-1) marks tiles
 scoring below the bundle's ``flat_bound``: they are upscaled by bicubic.
+
+How a tile is scored is the bundle's ``route_score``:
+- ``tile`` (the paper's): TVAT of the whole tile. A tile of flat paper with a
+  few strokes (text, line art) averages low and goes to a small model.
+- ``cell_max``: the tile is cut into ``route_cell`` x ``route_cell`` LR cells
+  (the last ones flush with the tile's edge), each cell gets its TVAT, and the
+  tile takes its busiest cell's score: one cell of strokes is enough to send
+  the tile to the model that cell needs. The VSP map is computed once for the
+  whole image, so neighbours across tile borders count as in the image.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from paddle_mmsr.data.tvat import vsp
 from paddle_mmsr.models import ModelSpec
+from paddle_mmsr.sr.tiles import tile_starts
 
-__all__ = ["FLAT", "ROUTINGS", "route", "largest_class", "class_label", "class_colour",
-           "routing_map"]
+__all__ = ["FLAT", "ROUTINGS", "ROUTE_SCORES", "route", "tile_scores", "largest_class",
+           "class_cost", "class_label", "class_colour", "routing_map"]
 
 FLAT = -1
 ROUTINGS = ("tvat", "single")
+ROUTE_SCORES = ("tile", "cell_max")
 
 # One colour per class, simplest model first; flat tiles are light grey.
 PALETTE = [(40, 110, 255), (40, 190, 60), (255, 150, 0), (230, 30, 30),
@@ -21,9 +33,45 @@ PALETTE = [(40, 110, 255), (40, 190, 60), (255, 150, 0), (230, 30, 30),
 FLAT_COLOUR = (200, 200, 200)
 
 
+def _width(entry) -> int:
+    spec = ModelSpec.parse(entry.spec)
+    return spec.channels or int(entry.generator.get("channels", 64))
+
+
+def class_cost(entry) -> int:
+    """Relative cost of a class model: blocks x width^2 (its residual body)."""
+    return ModelSpec.parse(entry.spec).g_blocks * _width(entry) ** 2
+
+
 def largest_class(bundle) -> int:
-    """Id of the class with the most generator blocks (ties: the higher id)."""
-    return max(bundle.classes, key=lambda c: (ModelSpec.parse(c.spec).g_blocks, c.id)).id
+    """Id of the costliest class model (blocks x width^2; ties: the higher id)."""
+    return max(bundle.classes, key=lambda c: (class_cost(c), c.id)).id
+
+
+def tile_scores(rgb: np.ndarray, grid, tvat, rule: str = "tile", cell: int = 32) -> np.ndarray:
+    """TVAT score of every tile of ``grid`` (row by row) by ``rule`` (see above).
+
+    ``rgb``: the LR image, HxWx3 float in [0, 1] (or uint8/uint16)."""
+    boxes = grid.boxes()
+    if rule == "tile":
+        return np.array([tvat.score(grid.cut(rgb, y, x)) for y, x in boxes], np.float64)
+    if rule != "cell_max":
+        raise ValueError(f"route_score must be one of {ROUTE_SCORES}, got {rule!r}")
+    if cell < 1:
+        raise ValueError(f"route_cell must be >= 1, got {cell}")
+    v = vsp(rgb, tvat.value_max).astype(np.float64)
+    v[v <= tvat.tau] = 0.0
+    ii = np.zeros((v.shape[0] + 1, v.shape[1] + 1))
+    ii[1:, 1:] = v.cumsum(0).cumsum(1)
+    ch, cw = min(cell, grid.tile_h), min(cell, grid.tile_w)
+    cys = np.array(tile_starts(grid.tile_h, ch, 0))
+    cxs = np.array(tile_starts(grid.tile_w, cw, 0))
+    out = np.empty(len(boxes))
+    for k, (y, x) in enumerate(boxes):
+        y0, x0 = (y + cys)[:, None], (x + cxs)[None, :]
+        sums = ii[y0 + ch, x0 + cw] - ii[y0, x0 + cw] - ii[y0 + ch, x0] + ii[y0, x0]
+        out[k] = sums.max() / (ch * cw) / tvat.norm
+    return out
 
 
 def route(scores, bundle, routing: str = "tvat") -> np.ndarray:
@@ -43,7 +91,9 @@ def class_label(bundle, class_id: int) -> str:
     if class_id == FLAT:
         return "flat (bicubic)"
     entry = next(c for c in bundle.classes if c.id == class_id)
-    return f"class {class_id} (G{ModelSpec.parse(entry.spec).g_blocks})"
+    spec = ModelSpec.parse(entry.spec)
+    width = f"w{spec.channels}" if spec.channels else ""
+    return f"class {class_id} (G{spec.g_blocks}{width})"
 
 
 def class_colour(class_id: int) -> tuple:

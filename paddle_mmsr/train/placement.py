@@ -55,6 +55,8 @@ def _generator_macs(spec: ModelSpec, g: dict, scale: int) -> float:
     """Multiply-adds of one generator forward pass per LR pixel (convs only)."""
     c, kh, kt = g.get("channels", 64), g.get("head_kernel", 9), g.get("tail_kernel", 9)
     macs = 3 * c * kh * kh + spec.g_blocks * 2 * 9 * c * c + 9 * c * c
+    if g.get("form") == "compact":  # one conv to 3 * s^2 channels at LR, then the shuffle
+        return macs + 3 * scale * scale * c * kt * kt
     factors = [3] if scale == 3 else [2] * (scale // 2)
     area = 1
     for f in factors:  # conv C -> C*f*f at the current size, then PixelShuffle(f)
@@ -82,7 +84,7 @@ def class_cost(cfg, class_id: int) -> float:
     per-sample cost of the class's spec at the training crop. The VGG content
     loss is left out (it is the same for every class)."""
     spec = ModelSpec.parse(cfg.classes[class_id].spec)
-    t, crop, scale = cfg.train, cfg.data.crop, cfg.scale
+    t, crop, scale = cfg.for_class(class_id).train, cfg.data.crop, cfg.scale
     lr_px, hr_px = (crop // scale) ** 2, crop ** 2
     g = _generator_macs(spec, cfg.generator_options(class_id), scale) * lr_px
     d = _discriminator_macs(spec, cfg.model.discriminator_channels) * hr_px

@@ -196,7 +196,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
             if leader:
                 (job.dir / "summary.json").unlink(missing_ok=True)
             try:
-                summary = train_class(cfg, job, vgg=vgg, resume=resume, stop=stop,
+                summary = train_class(cfg.for_class(c), job, vgg=vgg, resume=resume, stop=stop,
                                       replica=replica)
                 if leader:
                     (job.dir / "failed.json").unlink(missing_ok=True)

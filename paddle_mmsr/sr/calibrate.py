@@ -1,0 +1,175 @@
+"""Calibrate a bundle's routing on data: the cheapest bounds whose PSNR-Y loss
+against the largest model on every tile stays within a tolerance.
+
+Every tile of the calibration images is upscaled by every class model and by
+bicubic; its squared Y error against HR is summed with the tile's blending
+weights (what it contributes to the stitched image). For each choice of
+thresholds (flat bound, class bounds) drawn from the score quantiles, the
+routed error and the routed cost (measured seconds per tile of each model) are
+added up; the cheapest choice with ``10 log10(routed error / largest-model
+error) <= max_loss_db`` wins. Calibrate on images you will not report.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+
+from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.metrics.psnr_ssim import rgb_to_y
+from paddle_mmsr.sr.reconstruct import bicubic_up
+from paddle_mmsr.sr.route import FLAT, largest_class
+from paddle_mmsr.sr.stitch import tile_weight
+from paddle_mmsr.sr.tiles import TileGrid
+
+__all__ = ["tile_errors", "tile_seconds", "choose_bounds", "calibrate_bundle", "drawn_page"]
+
+
+def drawn_page(seed: int, size: int = 512) -> np.ndarray:
+    """A synthetic drawing (uint8 RGB): strokes, circles, hatching and letters on paper.
+    Each seed gives another page (calibration guards and held-out tests use different
+    seeds)."""
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (size, size), (250, 248, 240))
+    d = ImageDraw.Draw(im)
+    for _ in range(14):
+        pts = [tuple(int(v) for v in rng.integers(0, size, 2)) for _ in range(4)]
+        d.line(pts, fill=(20, 20, 20), width=int(rng.integers(1, 4)))
+    for _ in range(6):
+        x, y, r = (int(v) for v in (*rng.integers(40, size - 40, 2), rng.integers(10, 40)))
+        d.ellipse([x - r, y - r, x + r, y + r], outline=(30, 30, 30), width=2)
+    hx, hy = (int(v) for v in rng.integers(0, size - 180, 2))
+    for k in range(0, 120, 6):  # hatching
+        d.line([(hx + k, hy), (hx + 60 + k, hy + 90)], fill=(40, 40, 40), width=1)
+    ty = int(rng.integers(0, size - 150))
+    for row in range(6):
+        d.text((30, ty + 24 * row), "MMSR line art 0123456789 ABC xyz", fill=(0, 0, 0))
+    return np.asarray(im)
+
+
+def tile_errors(sr, lr: np.ndarray, hr: np.ndarray) -> tuple:
+    """(grid, weighted Y SSE (n, K + 1): bicubic then class 0..K-1) of every tile of one
+    uint8 LR/HR pair. The errors do not depend on the routing rule."""
+    s = sr.scale
+    grid = TileGrid(lr.shape[0], lr.shape[1], sr.tile, sr.overlap)
+    ids = [FLAT] + [c.id for c in sr.bundle.classes]
+    sse = np.zeros((len(grid), len(ids)))
+    for k, (y, x) in enumerate(grid.boxes()):
+        tile = grid.cut(lr, y, x).astype(np.float32) / 255.0
+        w = tile_weight(grid, y, x, s).astype(np.float64)
+        ref = rgb_to_y(hr[y * s:(y + grid.tile_h) * s, x * s:(x + grid.tile_w) * s])
+        for j, cid in enumerate(ids):
+            if cid == FLAT:
+                up = bicubic_up(tile, s)
+            else:
+                up = sr.runner(cid).run(tile.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
+            err = rgb_to_y(to_uint(np.clip(up, 0, 1))) - ref
+            sse[k, j] = float((w * err * err).sum())
+    return grid, sse
+
+
+def tile_seconds(sr, rounds: int = 5) -> np.ndarray:
+    """Seconds per tile: bicubic, then each class model (best of interleaved rounds)."""
+    x = np.random.default_rng(0).random((sr.tile, sr.tile, 3), dtype=np.float32)
+    calls = [lambda: bicubic_up(x, sr.scale)]
+    calls += [lambda r=sr.runner(c.id): r.run(x.transpose(2, 0, 1)[None].copy())
+              for c in sr.bundle.classes]
+    best = np.full(len(calls), np.inf)
+    for f in calls:
+        f()
+    for _ in range(rounds):
+        for j, f in enumerate(calls):
+            t = time.perf_counter()
+            f()
+            best[j] = min(best[j], time.perf_counter() - t)
+    return best
+
+
+def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidates: int = 40,
+                  guard=None):
+    """Cheapest (flat_bound or None, [class bounds]) within ``max_loss_db`` of routing
+    every tile to column ``top`` of ``sse`` (columns: bicubic, class 0, ...).
+    ``guard``: optional (scores, sse, max_loss_db) of a second tile set (e.g. line
+    art) that must stay within its own tolerance; the cost is counted on the first.
+
+    Returns (flat_bound, bounds, loss_db, cost, cost_top)."""
+    scores, sse = np.asarray(scores, np.float64), np.asarray(sse, np.float64)
+    k = sse.shape[1]  # bicubic + K classes -> K thresholds
+    pool = scores if guard is None else np.concatenate([scores, guard[0]])
+    cand = np.unique(np.concatenate([[-np.inf], np.quantile(pool, np.linspace(0, 1, n_candidates)),
+                                     [np.inf]]))
+
+    def loss_of(th, sc, e):
+        col = np.searchsorted(np.asarray(th), sc, side="right")  # 0 = bicubic
+        err = e[np.arange(len(sc)), col].sum()
+        return 10 * np.log10(max(err, 1e-12) / max(e[:, top].sum(), 1e-12)), col
+
+    cost_top = seconds[top] * len(scores)
+    best = None
+    for th in itertools.combinations_with_replacement(cand, k - 1):
+        loss, col = loss_of(th, scores, sse)
+        if loss > max_loss_db:
+            continue
+        if guard is not None and loss_of(th, np.asarray(guard[0]), np.asarray(guard[1]))[0] > guard[2]:
+            continue
+        cost = seconds[col].sum()
+        if best is None or cost < best[3] - 1e-12:
+            best = (th, col, loss, cost)
+    th, _, loss, cost = best  # routing all to ``top`` always qualifies
+    flat = None if np.isneginf(th[0]) else float(th[0])
+    bounds = _strict([float(b) for b in th[1:]], lo=flat)
+    return flat, bounds, float(loss), float(cost), float(cost_top)
+
+
+def _strict(bounds: list, lo=None) -> list:
+    """Make bounds strictly increasing (an empty class keeps a tiny interval), finite
+    values rounded to 4 decimals; -inf (a class nobody reaches from below) becomes lo
+    or 0."""
+    out, prev = [], lo if lo is not None else -np.inf
+    for b in bounds:
+        b = (lo if lo is not None else 0.0) if np.isneginf(b) else b
+        b = round(b, 4) if np.isfinite(b) else 1e9
+        if b <= prev:
+            b = prev + 1e-4
+        out.append(round(b, 4))
+        prev = b
+    return out
+
+
+def _collect(sr, pairs, progress=None) -> list:
+    return [(lr, *tile_errors(sr, lr, hr)) for lr, hr in (progress(pairs) if progress else pairs)]
+
+
+def _scores(sr, collected) -> tuple:
+    """Scores by the bundle's current rule, and the errors, over every collected tile."""
+    scores = [sr.scores(lr, grid) for lr, grid, _ in collected]
+    return np.concatenate(scores), np.concatenate([e for _, _, e in collected])
+
+
+def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
+                     rules=(("cell_max", 32),), guard_pairs=(), guard_max_loss_db: float = 0.1) -> dict:
+    """Calibrate on (lr, hr) uint8 pairs for each (route_score, route_cell) of ``rules``;
+    ``guard_pairs`` (e.g. drawings) must lose at most ``guard_max_loss_db``. Returns the
+    cheapest rule's choice and its estimates (the bundle's rule is left set to it)."""
+    seconds = tile_seconds(sr)
+    top = 1 + [c.id for c in sr.bundle.classes].index(largest_class(sr.bundle))
+    main, guard_set = _collect(sr, pairs, progress), _collect(sr, guard_pairs)
+    best, tried = None, []
+    for rule, cell in rules:
+        sr.bundle.route_score, sr.bundle.route_cell = rule, int(cell or 32)
+        scores, sse = _scores(sr, main)
+        guard = (*_scores(sr, guard_set), guard_max_loss_db) if guard_set else None
+        flat, bounds, loss, cost, cost_top = choose_bounds(scores, sse, seconds, max_loss_db,
+                                                           top, guard=guard)
+        res = {"route_score": rule, "route_cell": sr.bundle.route_cell, "flat_bound": flat,
+               "bounds": bounds, "loss_db": loss, "tiles": int(len(scores)),
+               "speedup_estimated": cost_top / cost}
+        tried.append(res)
+        if best is None or res["speedup_estimated"] > best["speedup_estimated"]:
+            best = res
+    sr.bundle.route_score, sr.bundle.route_cell = best["route_score"], best["route_cell"]
+    return {**best, "tried": tried, "tile_seconds": seconds.tolist(), "max_loss_db": max_loss_db,
+            "guard_max_loss_db": guard_max_loss_db if guard_pairs else None,
+            "guard_images": len(guard_pairs), "tile": sr.tile, "overlap": sr.overlap}
