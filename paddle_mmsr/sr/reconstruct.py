@@ -150,7 +150,7 @@ class MMSR:
         b = self.bundle
         if b.route_score == "tile":
             return tile_scores(colour, grid, b.tvat, "tile")
-        rgb = _as_float(colour)
+        rgb = to_float(colour)
         if rgb.shape[2] == 1:
             rgb = np.repeat(rgb, 3, axis=2)
         return tile_scores(rgb, grid, b.tvat, b.route_score, b.route_cell)
