@@ -3,7 +3,8 @@
 # bundle of compact class models, trained at the same time (one core each,
 # OMP_NUM_THREADS=1) for the same CPU budget, then evaluated.
 #
-#   tools/compare_x4.sh DATA_ROOT RUNS_DIR          # train (resumes if rerun), then evaluate
+#   tools/compare_x4.sh DATA_ROOT RUNS_DIR    # e.g. tools/compare_x4.sh data output: train
+#                                             # (resumes if rerun), calibrate, evaluate
 #
 # DATA_ROOT holds train/T91/HR, train/BSD200/HR, val/Set5 (training-time
 # validation and routing calibration only), val/Set14 (reported). Writes
@@ -16,7 +17,7 @@
 # About an hour of training on two idle cores, then ~10 minutes.
 set -uo pipefail
 if [ $# -ne 2 ]; then
-  sed -n '2,14p' "$0"; exit 2
+  sed -n '2,17p' "$0"; exit 2
 fi
 DATA=$1
 RUNS=$2
