@@ -8,7 +8,7 @@ from paddle_mmsr.image.io import read_image
 from paddle_mmsr.metrics.psnr_ssim import psnr
 from paddle_mmsr.image.resize import imresize
 
-SHIPPED = ["mmsr_x4_psnr", "srgan_16-8_x4_psnr"]
+SHIPPED = ["mmsr_x4_psnr", "srgan_16-8_x4_psnr", "compare_mmsr_x4", "compare_single_x4"]
 
 
 def test_default_bundle_is_shipped():

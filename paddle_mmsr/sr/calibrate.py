@@ -46,6 +46,14 @@ def drawn_page(seed: int, size: int = 512) -> np.ndarray:
     ty = int(rng.integers(0, size - 150))
     for row in range(6):
         d.text((30, ty + 24 * row), "MMSR line art 0123456789 ABC xyz", fill=(0, 0, 0))
+    try:  # printed text at reading sizes (Pillow >= 10.1 scales its built-in font)
+        from PIL import ImageFont
+        for row in range(3):
+            font = ImageFont.load_default(size=int(rng.integers(24, 56)))
+            d.text((int(rng.integers(0, size // 3)), int(rng.integers(0, size - 60))),
+                   "Text on a page, 42", fill=(10, 10, 10), font=font)
+    except (TypeError, OSError):
+        pass
     return np.asarray(im)
 
 
