@@ -164,3 +164,21 @@ def test_calibration_end_to_end_keeps_its_promise(three_class_bundle):
     assert res["loss_db"] <= 0.05 and res["speedup_estimated"] >= 1.0
     assert sr.bundle.route_score == res["route_score"]
     assert res["bounds"] == sorted(res["bounds"])
+
+
+def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
+    import importlib.util
+    import subprocess
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("compare_eval", ROOT / "tools" / "compare_eval.py")
+    ce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ce)
+    t = tmp_path / "run.time"
+    t.write_text("\tUser time (seconds): 10.5\n\tSystem time (seconds): 0.5\n"
+                 "\tUser time (seconds): 2.0\n\tSystem time (seconds): 0.25\n")
+    assert ce.cpu_seconds(t) == 13.2 and ce.cpu_seconds(tmp_path / "none") is None
+    from paddle_mmsr.sr.calibrate import drawn_page
+    held_out = ce.line_art_page()
+    assert held_out.shape == (1024, 1024, 3)
+    assert not np.array_equal(held_out, drawn_page(100, size=1024))  # not a calibration page
+    assert subprocess.run(["bash", "-n", str(ROOT / "tools" / "compare_x4.sh")]).returncode == 0
