@@ -192,3 +192,18 @@ def test_old_film_degradation_options_are_validated():
                 ["data.degradation.gray=3"]):
         with pytest.raises(ConfigError):
             parse_config(MINIMAL, bad)
+
+
+def test_placement_cost_knows_compact_models_and_class_budgets():
+    from paddle_mmsr.train.placement import class_cost
+    raw = {**MINIMAL, "model": {"generator": {"form": "compact", "head_kernel": 3,
+                                              "tail_kernel": 3}},
+           "classes": [{"spec": "4-6w16", "sources": ["a"]}, {"spec": "16-8w48", "sources": ["b"]},
+                       {"spec": "16-8w48", "pretrain_iters": 50, "sources": ["c"]}],
+           "tvat": {"bounds": [1.0, 2.0]}}
+    cfg = parse_config(raw, ["train.pretrain_iters=100", "train.adversarial_iters=0"])
+    small, large, short = (class_cost(cfg, c) for c in range(3))
+    # per LR pixel: head 3*C*9, 2 convs a block, mid conv, tail to 48 channels, all at LR
+    per_px = lambda c, n: 3 * c * 9 + n * 2 * 9 * c * c + 9 * c * c + 48 * c * 9  # noqa: E731
+    assert large / small == pytest.approx(per_px(48, 16) / per_px(16, 4))
+    assert short == pytest.approx(large / 2)
