@@ -301,6 +301,15 @@ def _parse_override(text: str):
         return key.strip(), value
 
 
+def merge_sections(raw: dict, sections: dict) -> dict:
+    """``raw`` with each top-level section updated by ``sections`` (mappings merged
+    one level deep, other values replaced); a modified copy."""
+    raw = copy.deepcopy(raw)
+    for k, v in sections.items():
+        raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
+    return raw
+
+
 def apply_overrides(raw: dict, overrides) -> dict:
     """Set ``a.b.c=value`` entries in a raw config dict (a modified copy)."""
     raw = copy.deepcopy(raw or {})

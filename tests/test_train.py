@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from paddle_mmsr.config import merge_sections
 
 TOOL = str(ROOT / "tools/train.py")
 VGG_FILE = "vgg19_relu2_2.pdparams"  # in train_data: real-shaped, untrained, fixed weights
@@ -55,9 +56,7 @@ def tiny_config(root: Path, out: Path, pretrain=3, adversarial=2, **sections) ->
         "log": {"every": 1, "images_every": 2, "histograms_every": 3, "progress": False},
         "checkpoint": {"every": 2, "minutes": 0},
     }
-    for k, v in sections.items():
-        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    return cfg
+    return merge_sections(cfg, sections)
 
 
 def write_config(path: Path, cfg: dict) -> Path:

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from paddle_mmsr.config import merge_sections
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, UPSCALE = str(ROOT / "tools/train.py"), str(ROOT / "tools/upscale.py")
 
@@ -67,9 +69,7 @@ def tiny_config(data: Path, out, device: str, **over) -> dict:
            "val": {"dir": None},
            "log": {"every": 1, "images_every": 100, "histograms_every": 100, "progress": False},
            "checkpoint": {"every": 2, "minutes": 0}}
-    for k, v in over.items():
-        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    return cfg
+    return merge_sections(cfg, over)
 
 
 def write(path: Path, cfg: dict) -> Path:
