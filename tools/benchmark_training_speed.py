@@ -112,6 +112,12 @@ def speed(single: dict, mmsr: dict, ranks: int | None = None) -> dict:
     out["single_spec"] = (single["summary"]["classes"][0] or {}).get("spec", "16-8")
     out["devices"] = sorted({c.get("device", "?") for run in (single, mmsr)
                              for c in run["summary"]["classes"] if c})
+    # step speed per class: the same spec should run alike in both runs; if not, the
+    # machine's load differed between them and the times compare badly
+    out["step_speed"] = {name: [{"spec": c.get("spec"), "train_seconds": c.get("train_seconds"),
+                                 "it_per_s": (c.get("phases") or {}).get("pretrain", {})
+                                 .get("it_per_s")} for c in run["summary"]["classes"] if c]
+                         for name, run in (("single", single), ("mmsr", mmsr))}
     out["val"] = _val_key(single)
     out["runs"] = {"single": single["folder"], "mmsr": mmsr["folder"]}
     out["curves"] = {
@@ -148,6 +154,13 @@ def markdown(res: dict, command: str, plot_link: str | None = None) -> str:
              f"| MMSR, {res['ranks']} ranks | {_s(res['mmsr_ranks_s'])} | "
              f"{_x(res['speedup_ranks'])} | {PAPER['ranks']}× | {f['mmsr']['psnr_y']:.3f} | "
              f"{_s(f['mmsr']['ranks_seconds'])} (slowest rank) |"]
+    speeds = "; ".join(f"{name}: " + ", ".join(f"{c['spec']} {c['it_per_s']:.3g} it/s"
+                                              for c in cs if c.get("it_per_s"))
+                       for name, cs in res.get("step_speed", {}).items()
+                       if any(c.get("it_per_s") for c in cs))
+    if speeds:
+        lines += ["", f"Phase-1 step speed ({speeds}): the same spec should run alike in "
+                      "both runs; if not, the machine's load differed."]
     missed = [k for k in ("mmsr_one_device_s", "mmsr_ranks_s") if res[k] is None]
     if missed:
         lines += ["", "MMSR did not reach the target within its training: the time is "
