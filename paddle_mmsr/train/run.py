@@ -176,10 +176,6 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
                 if owners[c][0] == info.rank:
                     check_split_unchanged(jobs[c])
         vgg = None
-        if mine and cfg.val.dir:  # fail now, not at the first validation
-            import paddle_mmsr.metrics.psnr_ssim  # noqa: F401
-            from paddle_mmsr.train.validate import val_pairs
-            val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images)
         stop = StopFlag()
         stop.install()
         if mine and cfg.train.adversarial_iters > 0 and cfg.loss.content_weight > 0:
