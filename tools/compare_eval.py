@@ -73,7 +73,7 @@ def cpu_seconds(path) -> float | None:
 def evaluate(methods: dict, sets: dict, repeat: int, log=print) -> dict:
     """methods: name -> (MMSR or None for bicubic, routing). Returns per-set results."""
     from paddle_mmsr.image.resize import imresize
-    from paddle_mmsr.metrics.psnr_ssim import psnr, ssim
+    from paddle_mmsr.metrics.evaluate import score
     res = {}
     for set_name, pairs in sets.items():
         per = {m: {"psnr": [], "ssim": [], "seconds": [], "counts": {}, "images": {}}
@@ -92,8 +92,8 @@ def evaluate(methods: dict, sets: dict, repeat: int, log=print) -> dict:
                     if m not in best or dt < best[m][0]:
                         best[m] = (dt, out, classes)
             for m, (dt, out, classes) in best.items():
-                p = float(psnr(out, hr, crop_border=4, y_only=True))
-                s = float(ssim(out, hr, crop_border=4, y_only=True))
+                row = score(out, hr, crop_border=4, name=f"{set_name}/{name}")
+                p, s = float(row["psnr"]), float(row["ssim"])
                 d = per[m]
                 d["psnr"].append(p)
                 d["ssim"].append(s)

@@ -126,13 +126,13 @@ def cmd_flicker(args) -> dict:
     from paddle_mmsr.metrics.psnr_ssim import psnr
     from paddle_mmsr.sr.reconstruct import bicubic_up
     from paddle_mmsr.sr.video import StableRouter
-    from paddle_mmsr.image.io import to_uint
+    from paddle_mmsr.image.io import to_float, to_uint
     sr = _load(args.bundle, args.threads, args.tile, args.overlap)
     margins = [float(m) for m in args.margins.split(",")]
     runs = {f"stability {m:g}": StableRouter(sr.bundle, "tvat", m) for m in margins}
     prev, acc, psnrs, switches = {}, {}, {}, {}
     for hr, lr in pan_hr_lr(args.frames, grain=args.grain):
-        outs = {"bicubic": to_uint(bicubic_up(lr.astype(np.float32) / 255, 4), np.uint8)}
+        outs = {"bicubic": to_uint(bicubic_up(to_float(lr), 4), np.uint8)}
         for name, router in runs.items():
             before = None if router.previous is None else router.previous.copy()
             r = sr.reconstruct(lr, router=router)
@@ -164,7 +164,7 @@ def cmd_oldfilm(args) -> dict:
     then the whole LR clip through H.264 at QP ``--qp``), against the gray HR frames."""
     from skimage import data
     from paddle_mmsr.image.degrade import Degradation
-    from paddle_mmsr.image.io import to_uint
+    from paddle_mmsr.image.io import to_float, to_uint
     from paddle_mmsr.image.video_io import read_frames, write_video
     from paddle_mmsr.metrics.psnr_ssim import psnr
     from paddle_mmsr.sr.reconstruct import MMSR, bicubic_up
@@ -180,7 +180,7 @@ def cmd_oldfilm(args) -> dict:
             "-c:v", "libx264", "-qp", str(args.qp), "-pix_fmt", "yuv420p"])
         lrs = list(read_frames(clip))
     out = {"clip": f"{len(lrs)} frames 128x96 from skimage coffee: {deg}, then H.264 QP {args.qp}"}
-    scores = {"bicubic": [psnr(to_uint(bicubic_up(lr.astype(np.float32) / 255, 4), np.uint8), h)
+    scores = {"bicubic": [psnr(to_uint(bicubic_up(to_float(lr), 4), np.uint8), h)
                           for lr, h in zip(lrs, gray_hr)]}
     for b in args.bundle:
         sr = MMSR.load(b, threads=args.threads)

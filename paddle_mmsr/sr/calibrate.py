@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from paddle_mmsr.image.io import to_uint
+from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.metrics.psnr_ssim import rgb_to_y
 from paddle_mmsr.sr.reconstruct import bicubic_up
 from paddle_mmsr.sr.route import FLAT, largest_class
@@ -65,7 +65,7 @@ def tile_errors(sr, lr: np.ndarray, hr: np.ndarray) -> tuple:
     ids = [FLAT] + [c.id for c in sr.bundle.classes]
     sse = np.zeros((len(grid), len(ids)))
     for k, (y, x) in enumerate(grid.boxes()):
-        tile = grid.cut(lr, y, x).astype(np.float32) / 255.0
+        tile = to_float(grid.cut(lr, y, x))
         w = tile_weight(grid, y, x, s).astype(np.float64)
         ref = rgb_to_y(hr[y * s:(y + grid.tile_h) * s, x * s:(x + grid.tile_w) * s])
         for j, cid in enumerate(ids):
