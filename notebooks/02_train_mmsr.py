@@ -59,8 +59,8 @@
 # Parameters: the only cell you need to edit.
 INSTALL = True          # pip install the requirements and the package (Paddle only if missing)
 DATA_DIR = None         # HR training photos, any folder (DIV2K: .../DIV2K_train_HR).
-                        #   None: look for DIV2K_train_HR (folder or .zip) under /home/aistudio/data,
-                        #   /home/aistudio/work and data/; if absent, 8 sample photos (a demonstration)
+                        #   None: look for DIV2K_train_HR (folder or .zip) under ~/data, ~/work
+                        #   (AI Studio's mounts) and data/; if absent, 8 sample photos (a demonstration)
 EVAL_DIR = None         # HR test photos. None: DIV2K_valid_HR if found, else 2 sample photos
 EVAL_MAX_IMAGES = 10    # evaluate on at most this many test photos (0: all)
 DEVICE = "auto"         # "auto", "gpu" or "cpu"
@@ -97,7 +97,7 @@ START_DIR, DEVICE = setup_notebook(REPO, install=INSTALL, device=DEVICE)
 # ## 1. Data
 #
 # **On AI Studio**, data sets you add to the project are mounted under
-# `/home/aistudio/data` (one folder per data set, usually holding zip files).
+# `~/data` (one folder per data set, usually holding zip files).
 # Add a DIV2K data set to your project; this cell finds `DIV2K_train_HR`
 # (a folder, or `DIV2K_train_HR.zip`, which it unzips into `WORK_DIR`).
 # Anywhere else, put the photos in a folder and set `DATA_DIR` to it: any folder
@@ -116,7 +116,7 @@ from paddle_mmsr.notebook import (locate_data, make_eval_set, plot_vdl_scalars, 
 
 WORK = Path(WORK_DIR)
 WORK.mkdir(parents=True, exist_ok=True)
-SEARCH_ROOTS = ["/home/aistudio/data", "/home/aistudio/work", "data", str(WORK / "data")]
+SEARCH_ROOTS = [str(Path.home() / "data"), str(Path.home() / "work"), "data", str(WORK / "data")]
 
 SAMPLE_DATA = not DATA_DIR and locate_data("DIV2K_train_HR", SEARCH_ROOTS, WORK / "data") is None
 if DATA_DIR:
