@@ -75,6 +75,8 @@ class ClassConfig:
     sources: list = field(default_factory=list)    # overrides the split's manifest
     pretrain_iters: Optional[int] = None  # this class's phase 1 (default train.pretrain_iters);
     #                                       the phase-1 lr milestones scale with it
+    warm_iters: int = 0  # the first N phase-1 steps draw from every sub-image of the split
+    #                      (its all.tsv), the rest from this class's own: a warm start
 
 
 @dataclass
@@ -389,6 +391,13 @@ def _check(cfg: Config) -> Config:
     if d.split is not None and d.sources:
         errors.append("data.sources is not used with data.split; give one of them "
                       "(or classes.N.sources to override one class)")
+    for i, c in enumerate(cfg.classes):
+        phase1 = c.pretrain_iters if c.pretrain_iters is not None else cfg.train.pretrain_iters
+        if c.warm_iters < 0 or c.warm_iters > phase1:
+            errors.append(f"classes.{i}.warm_iters: {c.warm_iters} is not within its "
+                          f"{phase1} phase-1 iterations")
+        if c.warm_iters and d.split is None:
+            errors.append(f"classes.{i}.warm_iters needs data.split (its all.tsv)")
     if d.split is None and len(cfg.classes) > 1:
         if not all(c.sources for c in cfg.classes):
             errors.append("without data.split, every class needs its own classes.N.sources")

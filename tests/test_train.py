@@ -466,3 +466,45 @@ def test_stop_message_stays_off_the_progress_bar(tmp_path, train_data):
     assert "signal 15: saving a checkpoint and stopping" in lines
     assert any(l.endswith("(stop requested)") and l[:4].isdigit() for l in lines)
 
+
+
+def test_warm_start_draws_from_all_sub_images_then_the_class(train_data):
+    """classes.N.warm_iters: the first batches come from the split's all.tsv, the
+    rest from the class's own manifest, and a resume mid-way gets the same batches."""
+    from paddle_mmsr.data.dataset import SRDataset
+    from paddle_mmsr.train.batches import batch_stream, warm_then
+    split = train_data / "split"
+    own = SRDataset(split / "class0.tsv", scale=4, crop=32, seed=5)
+    every = SRDataset(split / "all.tsv", scale=4, crop=32, seed=5)
+    assert len(every) > len(own)
+    stream = lambda data, start: batch_stream(data, 2, seed=1, start=start)  # noqa: E731
+    full = [h.numpy() for _, h in
+            (b for _, b in zip(range(5), warm_then(stream, every, 3, own)))]
+    expect = [h.numpy() for _, h in (b for _, b in zip(range(3), stream(every, 0)))]
+    expect += [h.numpy() for _, h in (b for _, b in zip(range(2), stream(own, 0)))]
+    for a, b in zip(full, expect):
+        np.testing.assert_array_equal(a, b)
+    for start in (2, 4):  # resumed at batch 2 (still warm) and 4 (past it)
+        resumed = [h.numpy() for _, h in
+                   (b for _, b in zip(range(5 - start), warm_then(stream, every, 3, own, start)))]
+        for a, b in zip(resumed, full[start:]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_warm_iters_run_and_are_checked(tmp_path, train_data):
+    from paddle_mmsr.config import ConfigError, parse_config
+    cfg = tiny_config(train_data, tmp_path / "warm", pretrain=3, adversarial=0,
+                      classes=[{"spec": "1-2", "warm_iters": 2}, {"spec": "1-2"},
+                               {"spec": "2-2"}])
+    _train_in_process(cfg)
+    log = (tmp_path / "warm/class0/log.txt").read_text()
+    assert "warm start: the first 2 steps on" in log and "all.tsv" in log
+    too_long = merge_sections(cfg, {"classes": [{"spec": "1-2", "warm_iters": 4},
+                                                {"spec": "1-2"}, {"spec": "2-2"}]})
+    with pytest.raises(ConfigError, match="classes.0.warm_iters: 4 is not within its 3"):
+        parse_config(too_long)
+    no_split = merge_sections(cfg, {"data": {"split": None, "sources": [str(train_data / "hr")]},
+                                    "classes": [{"spec": "1-2", "warm_iters": 1}],
+                                    "tvat": {"bounds": []}})
+    with pytest.raises(ConfigError, match="warm_iters needs data.split"):
+        parse_config(no_split)

@@ -135,3 +135,13 @@ def _loader_stream(dataset, batch_size, seed, start, shard, workers, log=None):
         if gpu is not None and not lr.place.is_gpu_place():
             lr, hr = lr.cuda(gpu), hr.cuda(gpu)
         yield lr, hr
+
+
+def warm_then(stream, warm, warm_batches: int, dataset, start: int = 0):
+    """Batches ``start`` on of: ``warm_batches`` batches of ``warm``, then ``dataset``'s
+    from its batch 0. ``stream(data, first)`` makes one dataset's batches."""
+    if warm is not None and start < warm_batches:
+        for _, batch in zip(range(warm_batches - start), stream(warm, start)):
+            yield batch
+        start = warm_batches
+    yield from stream(dataset, start - (warm_batches if warm is not None else 0))

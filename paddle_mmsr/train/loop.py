@@ -21,7 +21,7 @@ import paddle
 from paddle_mmsr.sr.bundle import save_weights
 from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
-from paddle_mmsr.train.batches import batch_stream
+from paddle_mmsr.train.batches import batch_stream, warm_then
 from paddle_mmsr.train.builders import build_networks, build_optimizers
 from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
 from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
@@ -56,6 +56,8 @@ class ClassJob:
     dir: Path
     vdl_dir: Path
     data_id: dict = field(default_factory=dict)  # what a resume must find unchanged
+    warm_sources: list = field(default_factory=list)  # the first warm_iters batches' data
+    warm_iters: int = 0
 
     @property
     def name(self) -> str:
@@ -257,6 +259,13 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
                             degradation=job.degradation, augment=cfg.data.augment,
                             cache=cfg.data.cache, seed=cfg.seed * 1000 + job.id)
         mon.info(f"data: {len(dataset.paths)} images from {[str(s) for s in job.sources]}")
+        warm = None
+        if job.warm_iters:
+            warm = SRDataset(job.warm_sources, scale=cfg.scale, crop=cfg.data.crop,
+                             degradation=job.degradation, augment=cfg.data.augment,
+                             cache=cfg.data.cache, seed=cfg.seed * 1000 + job.id)
+            mon.info(f"warm start: the first {job.warm_iters} steps on {len(warm.paths)} "
+                     f"images from {job.warm_sources}")
         val_images = []
         if cfg.val.dir:
             val_images = load_pairs(val_pairs(cfg.val.dir, cfg.scale, cfg.val.max_images),
@@ -265,7 +274,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         if A > 0 and cfg.loss.content_weight > 0 and progress.step < total and vgg is None:
             raise RuntimeError("phase 2 needs the VGG19 loss network (vgg=None)")
         ClassTrainer(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon,
-                     replica).run(stop)
+                     replica, warm).run(stop)
         g_out = nets["ema"] or nets["g"]
         save_weights(g_out, job.dir / "g_final.pdparams")
         summary = class_summary(cfg, job, progress, time.time() - t_start)
@@ -285,7 +294,7 @@ class ClassTrainer:
     other attributes are rebuilt from the config on resume."""
 
     def __init__(self, cfg, job: ClassJob, nets: dict, opts: dict, progress: Progress,
-                 dataset, val_images: list, vgg, mon: Monitor, replica=None):
+                 dataset, val_images: list, vgg, mon: Monitor, replica=None, warm=None):
         tc = cfg.train
         self.cfg, self.job, self.nets, self.opts = cfg, job, nets, opts
         self.progress, self.val_images, self.vgg, self.mon = progress, val_images, vgg, mon
@@ -304,10 +313,11 @@ class ClassTrainer:
         self.sync = replica.average_gradients if replica else None
         self.train_crop = _train_crop(dataset, cfg.scale)
         self.crop_border = cfg.val.crop_border if cfg.val.crop_border is not None else cfg.scale
-        self.stream = batch_stream(dataset, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id,
-                                   start=progress.batches, workers=cfg.data.workers,
-                                   shard=(replica.index, replica.size) if replica else (0, 1),
-                                   log=mon.info)
+        stream = lambda data, start: batch_stream(  # noqa: E731
+            data, cfg.data.batch_size, seed=cfg.seed * 1000 + job.id, start=start,
+            workers=cfg.data.workers, shard=(replica.index, replica.size) if replica else (0, 1),
+            log=mon.info)
+        self.stream = warm_then(stream, warm, job.warm_iters, dataset, progress.batches)
         self.meter = LossMeter()
         self.last_save = time.time()      # wall clock of the last checkpoint
         self.saved_step = progress.step   # step of the last good checkpoint

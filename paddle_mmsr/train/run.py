@@ -89,10 +89,12 @@ def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
             sources = [str(Path(cfg.data.split) / split["classes"][i]["manifest"])]
         else:
             sources = list(cfg.data.sources)
+        warm = [str(Path(cfg.data.split) / "all.tsv")] if c.warm_iters else []
         jobs.append(ClassJob(id=i, spec=c.spec, generator=cfg.generator_options(i),
                              sources=sources, degradation=degradation or {},
                              dir=out / f"class{i}", vdl_dir=out / "vdl" / f"class{i}",
-                             data_id=data_identity(sources, split)))
+                             data_id=data_identity(sources + warm, split),
+                             warm_sources=warm, warm_iters=c.warm_iters))
     return jobs, tvat, split
 
 
