@@ -166,6 +166,34 @@ def test_calibration_end_to_end_keeps_its_promise(three_class_bundle):
     assert res["bounds"] == sorted(res["bounds"])
 
 
+def test_calibration_tries_tilings_against_the_default_tiling(three_class_bundle, tmp_path):
+    """Each tiling is scored against the largest model at 128/16; the winner's tiling
+    goes into the manifest and becomes the bundle's default when upscaling."""
+    import shutil
+    from paddle_mmsr.image.resize import imresize
+    from paddle_mmsr.sr.bundle import load_bundle, write_manifest
+    from paddle_mmsr.sr.calibrate import calibrate_bundle
+    sr = MMSR.load(three_class_bundle)
+    hr = skdata.astronaut()[:256, :384]
+    res = calibrate_bundle(sr, [(imresize(hr, 0.25), hr)], 0.05, rules=(("cell_max", 16),),
+                           grids=[(128, 16), (32, 8)])
+    assert [(t["tile"], t["overlap"]) for t in res["tried"]] == [(128, 16), (32, 8)]
+    assert res["tried"][1]["tiles"] > res["tried"][0]["tiles"] == res["reference"]["tiles"]
+    assert res["loss_db"] <= 0.05 and (sr.tile, sr.overlap) == (res["tile"], res["overlap"])
+    assert "32x32" in res["tile_seconds"] and "64x96" in res["tile_seconds"]
+    copy = tmp_path / "b"
+    shutil.copytree(three_class_bundle, copy)
+    b = load_bundle(copy)
+    b.tile, b.overlap = 32, 8
+    write_manifest(b)
+    assert (MMSR.load(copy).tile, MMSR.load(copy).overlap) == (32, 8)
+    assert (MMSR.load(copy, tile=48).tile, MMSR.load(copy, overlap=4).overlap) == (48, 4)
+    b.overlap = 40
+    write_manifest(b)
+    with pytest.raises(BundleError, match="need tile > overlap"):
+        load_bundle(copy)
+
+
 def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
     import importlib.util
     import subprocess

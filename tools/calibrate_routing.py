@@ -2,15 +2,20 @@
 """Calibrate a bundle's routing (flat bound, class bounds) on data you will not report.
 
     python tools/calibrate_routing.py BUNDLE DATA_DIR [DATA_DIR ...] [--max-loss-db 0.03]
-        [--rules cell_max:32 cell_max:64 tile] [--guard-pages 4 --guard-max-loss-db 0.1]
+        [--rules cell_max:32 cell_max:64 tile] [--grids 128:16 64:8]
+        [--guard-pages 4 --guard-max-loss-db 0.1]
         [--max-images 20] [--write]
 
 DATA_DIR: folders with HR/ (and optionally LR_bicubic_X4/), e.g. Set5 or a
-training set. Each rule (route_score[:route_cell]) is calibrated; the one with the highest
-estimated speed-up wins. --guard-pages synthetic drawings (strokes and letters
+training set. Each tiling (--grids tile:overlap, LR px) and rule
+(route_score[:route_cell]) is calibrated; the one with the highest estimated
+speed-up within --max-loss-db wins. Loss and speed-up are counted against the
+largest model on every tile at the default tiling (128:16), which is how the
+single model runs. --guard-pages synthetic drawings (strokes and letters
 on paper, seeds 100+) must lose at most --guard-max-loss-db against the
 largest model. Prints the choice with its estimated loss and speed-up;
---write stores it (bounds, flat_bound, route_score, route_cell) in the manifest.
+--write stores it (bounds, flat_bound, route_score, route_cell, and tile/overlap
+when not the default) in the manifest.
 See paddle_mmsr/sr/calibrate.py for the method.
 """
 import argparse
@@ -29,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-loss-db", type=float, default=0.03)
     p.add_argument("--rules", nargs="+", default=["cell_max:32"],
                    help="route_score[:route_cell] choices to try (default cell_max:32)")
+    p.add_argument("--grids", nargs="+", default=None, metavar="TILE:OVERLAP",
+                   help="LR tilings to try (default: the bundle's, else 128:16)")
     p.add_argument("--guard-pages", type=int, default=0, help="synthetic drawings as a guard")
     p.add_argument("--guard-max-loss-db", type=float, default=0.1)
     p.add_argument("--max-images", type=int, default=0, help="per folder (0 = all)")
@@ -41,6 +48,7 @@ def main(argv=None) -> int:
     from paddle_mmsr.sr.bundle import write_manifest
     from paddle_mmsr.image.resize import imresize
     from paddle_mmsr.sr.calibrate import calibrate_bundle, drawn_page
+    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
     sr = MMSR.load(a.bundle)
     b = sr.bundle
     rules = []
@@ -56,9 +64,17 @@ def main(argv=None) -> int:
         found = find_pairs(d, b.scale)
         found = found[:a.max_images] if a.max_images else found
         pairs += [load_pair(hr, lr, b.scale)[::-1] for _, hr, lr in found]
+    grids = None
+    if a.grids:
+        try:
+            grids = [tuple(int(v) for v in g.split(":")) for g in a.grids]
+            assert all(len(g) == 2 and g[0] > g[1] >= 0 for g in grids)
+        except (ValueError, AssertionError):
+            p.error(f"--grids: expected TILE:OVERLAP with TILE > OVERLAP >= 0, got {a.grids}")
     res = calibrate_bundle(sr, pairs, a.max_loss_db,
                            progress=lambda it: tqdm(it, desc="calibrate", unit="img"),
-                           rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db)
+                           rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db,
+                           grids=grids)
     res["data"] = [Path(d).name for d in a.data]
     print(json.dumps(res, indent=1))
     if a.json:
@@ -66,6 +82,8 @@ def main(argv=None) -> int:
     if a.write:
         b.tvat.bounds = check_bounds(res["bounds"])
         b.flat_bound = res["flat_bound"]
+        default = (res["tile"], res["overlap"]) == (DEFAULT_TILE, DEFAULT_OVERLAP)
+        b.tile, b.overlap = (None, None) if default else (res["tile"], res["overlap"])
         b.produced_by = {**b.produced_by, "routing_calibration": res}
         print(f"written: {write_manifest(b)}")
     return 0

@@ -48,7 +48,7 @@ fi
 ROUTED=$RUNS/compare_mmsr_x4/bundle_routed
 rm -rf "$ROUTED" && mkdir -p "$ROUTED" && cp "$RUNS"/compare_mmsr_x4/bundle/{manifest.yaml,*.pdparams} "$ROUTED"/
 python "$HERE/tools/calibrate_routing.py" "$ROUTED" "$DATA/val/Set5" "$DATA/train/BSD200" \
-  --max-images 60 --max-loss-db 0.03 --rules cell_max:32 cell_max:64 tile \
+  --max-images 60 --max-loss-db 0.03 --rules cell_max:32 cell_max:64 tile --grids 128:16 64:8 \
   --guard-pages 4 --guard-max-loss-db 0.1 --write --json "$RUNS/compare_mmsr_x4_calibration.json" \
   || exit 1
 python "$HERE/tools/compare_eval.py" --mmsr "$ROUTED" --tile-rule \

@@ -9,6 +9,8 @@
     flat_bound: null             # tiles scoring below it are upscaled by bicubic
     route_score: tile            # tile (the paper's TVAT of the tile) | cell_max
     route_cell: 32               # cell_max: LR cell size; a tile scores as its busiest cell
+    tile: 64                     # optional: LR tile and overlap the routing was calibrated
+    overlap: 8                   #   with (the default when upscaling; else 128 and 16)
     classes:
       - id: 0
         spec: "4-6"              # only the generator is used at inference
@@ -19,7 +21,8 @@
 
 Class ``i`` handles TVAT scores in [bounds[i-1], bounds[i]) (see sr/route.py
 for how a tile is scored). A manifest without route_score/route_cell is read
-with the defaults (tile, 32): older bundles keep their meaning.
+with the defaults (tile, 32), one without tile/overlap with 128/16: older
+bundles keep their meaning.
 
 Nothing is trusted: unknown keys are refused (with the closest valid key), and
 each weight file must fit the network the manifest describes key for key and
@@ -37,6 +40,7 @@ from paddle_mmsr import sha256_file
 from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
 from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
 
 FORMAT = "paddle-mmsr-bundle/1"
 MANIFEST = "manifest.yaml"
@@ -68,6 +72,8 @@ class Bundle:
     flat_bound: float | None = None
     route_score: str = "tile"
     route_cell: int = 32
+    tile: int | None = None      # LR tile and overlap the routing was calibrated with
+    overlap: int | None = None   # (None: the defaults, 128 and 16)
     produced_by: dict = field(default_factory=dict)
 
     def weight_path(self, entry: ClassEntry) -> Path:
@@ -104,6 +110,7 @@ class Bundle:
         return {"format": FORMAT, "scale": self.scale, "value_range": [0, 1],
                 "tvat": self.tvat.to_dict(), "flat_bound": self.flat_bound,
                 "route_score": self.route_score, "route_cell": self.route_cell,
+                **{k: getattr(self, k) for k in ("tile", "overlap") if getattr(self, k) is not None},
                 "classes": [c.to_dict() for c in self.classes],
                 "produced_by": self.produced_by}
 
@@ -180,6 +187,8 @@ def load_bundle(root) -> Bundle:
                    flat_bound=m.get("flat_bound"),
                    route_score=str(m.get("route_score", "tile")),
                    route_cell=int(m.get("route_cell", 32)),
+                   tile=None if m.get("tile") is None else int(m["tile"]),
+                   overlap=None if m.get("overlap") is None else int(m["overlap"]),
                    produced_by=m.get("produced_by") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{path}: malformed manifest ({e})") from None
@@ -187,6 +196,11 @@ def load_bundle(root) -> Bundle:
     if b.route_score not in ROUTE_SCORES or b.route_cell < 1:
         raise BundleError(f"{path}: route_score must be one of {ROUTE_SCORES} and route_cell "
                           f">= 1, got {b.route_score!r}, {b.route_cell}")
+    if b.tile is not None or b.overlap is not None:
+        tile, overlap = b.tile or DEFAULT_TILE, DEFAULT_OVERLAP if b.overlap is None else b.overlap
+        if not tile > overlap >= 0:
+            raise BundleError(f"{path}: need tile > overlap >= 0, got tile {b.tile}, "
+                              f"overlap {b.overlap}")
     if sorted(c.id for c in classes) != list(range(tv.n_classes)):
         raise BundleError(f"{path}: {tv.n_classes} TVAT classes need class ids "
                           f"0..{tv.n_classes - 1}, got {[c.id for c in classes]}")

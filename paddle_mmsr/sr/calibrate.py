@@ -5,8 +5,9 @@ Every tile of the calibration images is upscaled by every class model and by
 bicubic; its squared Y error against HR is summed with the tile's blending
 weights (what it contributes to the stitched image). For each choice of
 thresholds (flat bound, class bounds) drawn from the score quantiles, the
-routed error and the routed cost (measured seconds per tile of each model) are
-added up; the cheapest choice with ``10 log10(routed error / largest-model
+routed error and the routed cost (measured seconds of each model on a tile of
+that shape) are added up, against the largest model on every tile at the
+default tiling; the cheapest choice with ``10 log10(routed error / largest-model
 error) <= max_loss_db`` wins. Calibrate on images you will not report.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from paddle_mmsr.metrics.psnr_ssim import rgb_to_y
 from paddle_mmsr.sr.reconstruct import bicubic_up
 from paddle_mmsr.sr.route import FLAT, largest_class
 from paddle_mmsr.sr.stitch import tile_weight
-from paddle_mmsr.sr.tiles import TileGrid
+from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
 __all__ = ["tile_errors", "tile_seconds", "choose_bounds", "calibrate_bundle", "drawn_page"]
 
@@ -78,9 +79,11 @@ def tile_errors(sr, lr: np.ndarray, hr: np.ndarray) -> tuple:
     return grid, sse
 
 
-def tile_seconds(sr, rounds: int = 5) -> np.ndarray:
-    """Seconds per tile: bicubic, then each class model (best of interleaved rounds)."""
-    x = np.random.default_rng(0).random((sr.tile, sr.tile, 3), dtype=np.float32)
+def tile_seconds(sr, rounds: int = 5, shape=None) -> np.ndarray:
+    """Seconds per tile of ``shape`` (h, w; default the full tile): bicubic, then each
+    class model (best of interleaved rounds)."""
+    h, w = shape or (sr.tile, sr.tile)
+    x = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
     calls = [lambda: bicubic_up(x, sr.scale)]
     calls += [lambda r=sr.runner(c.id): r.run(x.transpose(2, 0, 1)[None].copy())
               for c in sr.bundle.classes]
@@ -96,11 +99,13 @@ def tile_seconds(sr, rounds: int = 5) -> np.ndarray:
 
 
 def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidates: int = 40,
-                  guard=None):
+                  guard=None, ref=None):
     """Cheapest (flat_bound or None, [class bounds]) within ``max_loss_db`` of routing
     every tile to column ``top`` of ``sse`` (columns: bicubic, class 0, ...).
-    ``guard``: optional (scores, sse, max_loss_db) of a second tile set (e.g. line
-    art) that must stay within its own tolerance; the cost is counted on the first.
+    ``guard``: optional (scores, sse, max_loss_db[, reference error]) of a second tile
+    set (e.g. line art) that must stay within its own tolerance; the cost is counted
+    on the first. ``ref``: optional (error, cost) of the reference to compare with
+    (the largest model on another tiling); default: column ``top`` on these tiles.
 
     Returns (flat_bound, bounds, loss_db, cost, cost_top)."""
     scores, sse = np.asarray(scores, np.float64), np.asarray(sse, np.float64)
@@ -109,23 +114,32 @@ def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidat
     cand = np.unique(np.concatenate([[-np.inf], np.quantile(pool, np.linspace(0, 1, n_candidates)),
                                      [np.inf]]))
 
-    def loss_of(th, sc, e):
+    def loss_of(th, sc, e, e_ref=None):
         col = np.searchsorted(np.asarray(th), sc, side="right")  # 0 = bicubic
         err = e[np.arange(len(sc)), col].sum()
-        return 10 * np.log10(max(err, 1e-12) / max(e[:, top].sum(), 1e-12)), col
+        e_ref = e[:, top].sum() if e_ref is None else e_ref
+        return 10 * np.log10(max(err, 1e-12) / max(e_ref, 1e-12)), col
 
-    cost_top = seconds[top] * len(scores)
+    seconds = np.broadcast_to(np.asarray(seconds, np.float64), sse.shape)  # per tile, or one row
+    rows = np.arange(len(scores))
+    ref_err, cost_top = ref if ref is not None else (None, seconds[:, top].sum())
+    g_ref = guard[3] if guard is not None and len(guard) > 3 else None
     best = None
     for th in itertools.combinations_with_replacement(cand, k - 1):
-        loss, col = loss_of(th, scores, sse)
+        loss, col = loss_of(th, scores, sse, ref_err)
         if loss > max_loss_db:
             continue
-        if guard is not None and loss_of(th, np.asarray(guard[0]), np.asarray(guard[1]))[0] > guard[2]:
+        if guard is not None and loss_of(th, np.asarray(guard[0]), np.asarray(guard[1]),
+                                         g_ref)[0] > guard[2]:
             continue
-        cost = seconds[col].sum()
+        cost = seconds[rows, col].sum()
         if best is None or cost < best[3] - 1e-12:
             best = (th, col, loss, cost)
-    th, _, loss, cost = best  # routing all to ``top`` always qualifies
+    if best is None:  # only with another reference: even the largest model everywhere loses
+        th = (-np.inf,) + (np.inf,) * (k - 2)
+        loss, col = loss_of(th, scores, sse, ref_err)
+        best = (th, col, loss, seconds[rows, col].sum())
+    th, _, loss, cost = best  # without ``ref``, routing all to ``top`` always qualifies
     flat = None if np.isneginf(th[0]) else float(th[0])
     bounds = _strict([float(b) for b in th[1:]], lo=flat)
     return flat, bounds, float(loss), float(cost), float(cost_top)
@@ -146,6 +160,17 @@ def _strict(bounds: list, lo=None) -> list:
     return out
 
 
+def _seconds(sr, collected, cache: dict) -> np.ndarray:
+    """(n tiles, K + 1) seconds of every collected tile, timed once per tile shape."""
+    rows = []
+    for _, grid, _ in collected:
+        key = (grid.tile_h, grid.tile_w)
+        if key not in cache:
+            cache[key] = tile_seconds(sr, shape=(grid.tile_h, grid.tile_w))
+        rows += [cache[key]] * len(grid)
+    return np.array(rows).reshape(-1, 1 + len(sr.bundle.classes))
+
+
 def _collect(sr, pairs, progress=None) -> list:
     return [(lr, *tile_errors(sr, lr, hr)) for lr, hr in (progress(pairs) if progress else pairs)]
 
@@ -157,27 +182,59 @@ def _scores(sr, collected) -> tuple:
 
 
 def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
-                     rules=(("cell_max", 32),), guard_pairs=(), guard_max_loss_db: float = 0.1) -> dict:
-    """Calibrate on (lr, hr) uint8 pairs for each (route_score, route_cell) of ``rules``;
-    ``guard_pairs`` (e.g. drawings) must lose at most ``guard_max_loss_db``. Returns the
-    cheapest rule's choice and its estimates (the bundle's rule is left set to it)."""
-    seconds = tile_seconds(sr)
+                     rules=(("cell_max", 32),), guard_pairs=(), guard_max_loss_db: float = 0.1,
+                     grids=None) -> dict:
+    """Calibrate on (lr, hr) uint8 pairs for each tiling (tile, overlap) of ``grids``
+    (default: ``sr``'s) and each (route_score, route_cell) of ``rules``; ``guard_pairs``
+    (e.g. drawings) must lose at most ``guard_max_loss_db``. Loss and speed-up are
+    against the largest model everywhere at the default tiling (128/16), which is
+    how the single model runs. Returns the cheapest choice with its estimates (the
+    bundle's rule and ``sr``'s tiling are left set to it)."""
+    from paddle_mmsr.sr.reconstruct import MMSR
+    grids = [tuple(g) for g in (grids or [(sr.tile, sr.overlap)])]
     top = 1 + [c.id for c in sr.bundle.classes].index(largest_class(sr.bundle))
-    main, guard_set = _collect(sr, pairs, progress), _collect(sr, guard_pairs)
+
+    def at(tile, overlap):
+        if (tile, overlap) == (sr.tile, sr.overlap):
+            return sr
+        return MMSR(sr.bundle, backend=sr.backend, device=sr.device, threads=sr.threads,
+                    cache_dir=sr.cache_dir, tile=tile, overlap=overlap)
+
+    timed = {}
+    ref_sr = at(DEFAULT_TILE, DEFAULT_OVERLAP)
+    ref_main, ref_guard = _collect(ref_sr, pairs, progress), _collect(ref_sr, guard_pairs)
+    n_ref = sum(len(grid) for _, grid, _ in ref_main)
+    ref = (sum(e[:, top].sum() for _, _, e in ref_main),
+           _seconds(ref_sr, ref_main, timed)[:, top].sum())
+    g_ref = sum(e[:, top].sum() for _, _, e in ref_guard)
     best, tried = None, []
-    for rule, cell in rules:
-        sr.bundle.route_score, sr.bundle.route_cell = rule, int(cell or 32)
-        scores, sse = _scores(sr, main)
-        guard = (*_scores(sr, guard_set), guard_max_loss_db) if guard_set else None
-        flat, bounds, loss, cost, cost_top = choose_bounds(scores, sse, seconds, max_loss_db,
-                                                           top, guard=guard)
-        res = {"route_score": rule, "route_cell": sr.bundle.route_cell, "flat_bound": flat,
-               "bounds": bounds, "loss_db": loss, "tiles": int(len(scores)),
-               "speedup_estimated": cost_top / cost}
-        tried.append(res)
-        if best is None or res["speedup_estimated"] > best["speedup_estimated"]:
-            best = res
+    for tile, overlap in grids:
+        g_sr = at(tile, overlap)
+        if (tile, overlap) == (DEFAULT_TILE, DEFAULT_OVERLAP):
+            main, guard_set = ref_main, ref_guard
+        else:
+            main, guard_set = _collect(g_sr, pairs, progress), _collect(g_sr, guard_pairs)
+        seconds = _seconds(g_sr, main, timed)
+        for rule, cell in rules:
+            sr.bundle.route_score, sr.bundle.route_cell = rule, int(cell or 32)
+            scores, sse = _scores(g_sr, main)
+            guard = (*_scores(g_sr, guard_set), guard_max_loss_db, g_ref) if guard_set else None
+            flat, bounds, loss, cost, cost_ref = choose_bounds(scores, sse, seconds, max_loss_db,
+                                                               top, guard=guard, ref=ref)
+            res = {"tile": tile, "overlap": overlap, "route_score": rule,
+                   "route_cell": sr.bundle.route_cell, "flat_bound": flat, "bounds": bounds,
+                   "loss_db": loss, "tiles": int(len(scores)), "seconds": cost,
+                   "speedup_estimated": cost_ref / cost}
+            tried.append(res)
+            if loss <= max_loss_db and (best is None or
+                                        res["speedup_estimated"] > best["speedup_estimated"]):
+                best = res
+    best = best or min(tried, key=lambda r: r["loss_db"])
     sr.bundle.route_score, sr.bundle.route_cell = best["route_score"], best["route_cell"]
-    return {**best, "tried": tried, "tile_seconds": seconds.tolist(), "max_loss_db": max_loss_db,
+    sr.tile, sr.overlap = best["tile"], best["overlap"]
+    return {**best, "tried": tried, "max_loss_db": max_loss_db,
             "guard_max_loss_db": guard_max_loss_db if guard_pairs else None,
-            "guard_images": len(guard_pairs), "tile": sr.tile, "overlap": sr.overlap}
+            "guard_images": len(guard_pairs), "reference": {
+                "tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "tiles": n_ref,
+                "seconds": ref[1]},
+            "tile_seconds": {f"{h}x{w}": v.tolist() for (h, w), v in timed.items()}}

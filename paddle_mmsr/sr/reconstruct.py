@@ -95,9 +95,12 @@ class MMSR:
     """A loaded bundle, ready to upscale. Options are fixed; images are not kept."""
 
     def __init__(self, bundle, backend: str = "auto", device: str = "cpu",
-                 tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+                 tile: int | None = None, overlap: int | None = None,
                  batch_size: int | None = None,
                  threads: int | None = None, cache_dir=None, tensorrt: bool = False):
+        # tiling: as given, else the bundle's (what its routing was calibrated with), else 128/16
+        tile = tile or bundle.tile or DEFAULT_TILE
+        overlap = next(v for v in (overlap, bundle.overlap, DEFAULT_OVERLAP) if v is not None)
         TileGrid(tile, tile, tile, overlap).xs  # validates tile / overlap
         self.bundle = bundle
         self.backend, self.device, self.threads = backend, device, threads
