@@ -181,6 +181,12 @@ def test_calibration_tries_tilings_against_the_default_tiling(three_class_bundle
     assert res["tried"][1]["tiles"] > res["tried"][0]["tiles"] == res["reference"]["tiles"]
     assert res["loss_db"] <= 0.05 and (sr.tile, sr.overlap) == (res["tile"], res["overlap"])
     assert "32x32" in res["tile_seconds"] and "64x96" in res["tile_seconds"]
+    from paddle_mmsr.sr.calibrate import tile_errors  # shares of each pixel sum to 1 on any tiling
+    lr = imresize(hr, 0.25)
+    totals = [tile_errors(MMSR.load(three_class_bundle, tile=t, overlap=o), lr, hr)[1].sum(0)
+              for t, o in ((128, 16), (32, 8))]
+    np.testing.assert_allclose(totals[0][0], totals[1][0], rtol=1e-6)  # bicubic: no tiling effect
+    np.testing.assert_allclose(totals[0], totals[1], rtol=0.05)
     copy = tmp_path / "b"
     shutil.copytree(three_class_bundle, copy)
     b = load_bundle(copy)

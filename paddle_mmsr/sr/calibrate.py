@@ -2,8 +2,8 @@
 against the largest model on every tile stays within a tolerance.
 
 Every tile of the calibration images is upscaled by every class model and by
-bicubic; its squared Y error against HR is summed with the tile's blending
-weights (what it contributes to the stitched image). For each choice of
+bicubic; its squared Y error against HR is summed with the tile's share of
+each output pixel (its blending weight over the sum of weights there). For each choice of
 thresholds (flat bound, class bounds) drawn from the score quantiles, the
 routed error and the routed cost (measured seconds of each model on a tile of
 that shape) are added up, against the largest model on every tile at the
@@ -65,9 +65,15 @@ def tile_errors(sr, lr: np.ndarray, hr: np.ndarray) -> tuple:
     grid = TileGrid(lr.shape[0], lr.shape[1], sr.tile, sr.overlap)
     ids = [FLAT] + [c.id for c in sr.bundle.classes]
     sse = np.zeros((len(grid), len(ids)))
+    th, tw = grid.tile_h * s, grid.tile_w * s
+    weights = [tile_weight(grid, y, x, s).astype(np.float64) for y, x in grid.boxes()]
+    wsum = np.zeros((grid.height * s, grid.width * s))
+    for (y, x), w in zip(grid.boxes(), weights):
+        wsum[y * s:y * s + th, x * s:x * s + tw] += w
     for k, (y, x) in enumerate(grid.boxes()):
         tile = to_float(grid.cut(lr, y, x))
-        w = tile_weight(grid, y, x, s).astype(np.float64)
+        # the tile's share of each output pixel: its errors add up to the image's on any tiling
+        w = weights[k] / np.maximum(wsum[y * s:y * s + th, x * s:x * s + tw], 1e-12)
         ref = rgb_to_y(hr[y * s:(y + grid.tile_h) * s, x * s:(x + grid.tile_w) * s])
         for j, cid in enumerate(ids):
             if cid == FLAT:
@@ -136,7 +142,7 @@ def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidat
         if best is None or cost < best[3] - 1e-12:
             best = (th, col, loss, cost)
     if best is None:  # only with another reference: even the largest model everywhere loses
-        th = (-np.inf,) + (np.inf,) * (k - 2)
+        th = (-np.inf,) * (k - 1)  # every tile to the last column
         loss, col = loss_of(th, scores, sse, ref_err)
         best = (th, col, loss, seconds[rows, col].sum())
     th, _, loss, cost = best  # without ``ref``, routing all to ``top`` always qualifies
@@ -223,8 +229,8 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
                                                                top, guard=guard, ref=ref)
             res = {"tile": tile, "overlap": overlap, "route_score": rule,
                    "route_cell": sr.bundle.route_cell, "flat_bound": flat, "bounds": bounds,
-                   "loss_db": loss, "tiles": int(len(scores)), "seconds": cost,
-                   "speedup_estimated": cost_ref / cost}
+                   "loss_db": loss, "tiles": int(len(scores)), "seconds": float(cost),
+                   "speedup_estimated": float(cost_ref / cost)}
             tried.append(res)
             if loss <= max_loss_db and (best is None or
                                         res["speedup_estimated"] > best["speedup_estimated"]):
@@ -236,5 +242,5 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
             "guard_max_loss_db": guard_max_loss_db if guard_pairs else None,
             "guard_images": len(guard_pairs), "reference": {
                 "tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "tiles": n_ref,
-                "seconds": ref[1]},
+                "seconds": float(ref[1])},
             "tile_seconds": {f"{h}x{w}": v.tolist() for (h, w), v in timed.items()}}
