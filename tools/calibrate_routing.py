@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-images", type=int, default=0, help="per folder (0 = all)")
     p.add_argument("--write", action="store_true", help="store the result in the manifest")
     p.add_argument("--json", help="also write the result to this file")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per model call (default: Paddle's); use 1 when other jobs "
+                        "share the cores, or the timings oversubscribe them")
     a = p.parse_args(argv)
     from paddle_mmsr import MMSR
     from paddle_mmsr.data.tvat import check_bounds
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
     from paddle_mmsr.image.resize import imresize
     from paddle_mmsr.sr.calibrate import calibrate_bundle, drawn_page
     from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
-    sr = MMSR.load(a.bundle)
+    sr = MMSR.load(a.bundle, threads=a.threads)
     b = sr.bundle
     rules = []
     for r in a.rules:
