@@ -18,7 +18,7 @@ from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.image.resize import imresize  # noqa: E402
 from paddle_mmsr.sr.route import FLAT, routing_map  # noqa: E402
 from paddle_mmsr.sr.stitch import tile_weight  # noqa: E402
-from paddle_mmsr.sr.tiles import TileGrid, tile_starts  # noqa: E402
+from paddle_mmsr.sr.tiles import TileGrid, balanced_starts, tile_starts  # noqa: E402
 from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,14 +78,33 @@ def test_tile_starts_cover_image_with_full_size_tiles():
         tile_starts(100, 32, 32)
 
 
+def test_balanced_tiles_are_few_equal_and_overlap_just_enough():
+    assert balanced_starts(100, 128, 16) == ([0], 100)
+    assert balanced_starts(180, 128, 16) == ([0, 82], 98)  # not [0, 52] of 128: 76 px twice
+    for n in (129, 250, 333, 1001):
+        for tile, overlap in ((64, 16), (128, 16), (64, 8)):
+            st, size = balanced_starts(n, tile, overlap)
+            assert size <= tile and st[0] == 0 and st[-1] + size == n
+            assert len(st) == -(-(n - overlap) // (tile - overlap))  # the fewest that fit
+            assert all(overlap <= a + size - b <= overlap + 1 for a, b in zip(st, st[1:]))
+    grid = TileGrid(180, 500, 128, 16)
+    assert (grid.tile_h, grid.tile_w, grid.shape) == (98, 113, (2, 5))
+
+
 def test_feathered_weights_cover_every_pixel_and_cross_fade():
     grid = TileGrid(100, 150, 48, 16)
+    th, tw = grid.tile_h, grid.tile_w
     total = np.zeros((400, 600), np.float32)
     for y, x in grid.boxes():
-        total[y * 4:(y + 48) * 4, x * 4:(x + 48) * 4] += tile_weight(grid, y, x, 4)
+        total[y * 4:(y + th) * 4, x * 4:(x + tw) * 4] += tile_weight(grid, y, x, 4)
     assert total.min() > 0.5
-    # regular overlaps (not the last, shifted-in tile) sum to exactly 1
-    assert np.allclose(total[:, :grid.xs[-1] * 4][:grid.ys[-1] * 4], 1.0)
+    # overlaps of exactly ``overlap`` px cross-fade to a sum of 1 (the others are divided out)
+    exact = [i for i, (a, b) in enumerate(zip(grid.xs, grid.xs[1:])) if a + tw - b == 16]
+    assert exact
+    for i in exact:
+        band = total[:, grid.xs[i + 1] * 4:(grid.xs[i] + tw) * 4]
+        rows = [r for r in range(400) if sum(y * 4 <= r < (y + th) * 4 for y in grid.ys) == 1]
+        assert rows and np.allclose(band[rows], 1.0)  # rows in one tile row only
 
 
 # ---- seams ----

@@ -1,9 +1,12 @@
 """Cut an LR image into overlapping, equal-sized tiles.
 
-Tiles step by ``tile - overlap``; the last tile of a row or column is shifted
-inward so it ends at the image edge, so every tile has the same size (one
-batch shape per image). An image side shorter than the tile gives a single
-tile of that side's length.
+``tile_starts`` (the training split's sub-images): tiles step by
+``tile - overlap`` and the last one is shifted inward to end at the image edge.
+``TileGrid`` (reconstruction) spreads the fewest tiles of at most ``tile``
+evenly instead, so neighbours overlap by ``overlap`` (+1) and the last one
+does not recompute most of its neighbour. Either way every tile of an image
+has the same size (one batch shape per image), and a side shorter than the
+tile gives a single tile of that side's length.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "tile_starts", "TileGrid"]
+__all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "tile_starts", "balanced_starts", "TileGrid"]
 
 DEFAULT_TILE = 128     # LR px; chosen by measurement, see docs/reconstruction.md
 DEFAULT_OVERLAP = 16   # LR px
@@ -31,9 +34,23 @@ def tile_starts(length: int, tile: int, overlap: int) -> list:
     return starts
 
 
+def balanced_starts(length: int, tile: int, overlap: int) -> tuple:
+    """(starts, size): the fewest tiles of at most ``tile`` that cover ``length`` with
+    at least ``overlap`` between neighbours, all of one size, evenly spaced. Unlike
+    ``tile_starts`` the last tile is not pushed back over its neighbour, so no more
+    is computed twice than the overlap needs."""
+    tile_starts(length, tile, overlap)  # validates
+    if length <= tile:
+        return [0], length
+    n = -(-(length - overlap) // (tile - overlap))
+    size = -(-(length + (n - 1) * overlap) // n)
+    return [round(i * (length - size) / (n - 1)) for i in range(n)], size
+
+
 @dataclass(frozen=True)
 class TileGrid:
-    """Tile layout of an ``height`` x ``width`` LR image."""
+    """Tile layout of an ``height`` x ``width`` LR image: per side, the fewest tiles of
+    at most ``tile`` px overlapping by at least ``overlap`` (``balanced_starts``)."""
     height: int
     width: int
     tile: int
@@ -41,19 +58,19 @@ class TileGrid:
 
     @property
     def tile_h(self) -> int:
-        return min(self.tile, self.height)
+        return balanced_starts(self.height, self.tile, self.overlap)[1]
 
     @property
     def tile_w(self) -> int:
-        return min(self.tile, self.width)
+        return balanced_starts(self.width, self.tile, self.overlap)[1]
 
     @property
     def ys(self) -> list:
-        return tile_starts(self.height, self.tile, self.overlap)
+        return balanced_starts(self.height, self.tile, self.overlap)[0]
 
     @property
     def xs(self) -> list:
-        return tile_starts(self.width, self.tile, self.overlap)
+        return balanced_starts(self.width, self.tile, self.overlap)[0]
 
     @property
     def shape(self) -> tuple:
