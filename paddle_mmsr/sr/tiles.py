@@ -56,21 +56,13 @@ class TileGrid:
     tile: int
     overlap: int
 
-    @property
-    def tile_h(self) -> int:
-        return balanced_starts(self.height, self.tile, self.overlap)[1]
+    def _side(self, length: int) -> tuple:
+        return balanced_starts(length, self.tile, self.overlap)
 
-    @property
-    def tile_w(self) -> int:
-        return balanced_starts(self.width, self.tile, self.overlap)[1]
-
-    @property
-    def ys(self) -> list:
-        return balanced_starts(self.height, self.tile, self.overlap)[0]
-
-    @property
-    def xs(self) -> list:
-        return balanced_starts(self.width, self.tile, self.overlap)[0]
+    ys = property(lambda self: self._side(self.height)[0], doc="tile starts down the image")
+    xs = property(lambda self: self._side(self.width)[0], doc="tile starts across the image")
+    tile_h = property(lambda self: self._side(self.height)[1], doc="tile height (LR px)")
+    tile_w = property(lambda self: self._side(self.width)[1], doc="tile width (LR px)")
 
     @property
     def shape(self) -> tuple:
