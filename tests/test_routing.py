@@ -176,10 +176,13 @@ def test_calibration_tries_tilings_against_the_default_tiling(three_class_bundle
     sr = MMSR.load(three_class_bundle)
     hr = skdata.astronaut()[:256, :384]
     res = calibrate_bundle(sr, [(imresize(hr, 0.25), hr)], 0.05, rules=(("cell_max", 16),),
-                           grids=[(128, 16), (32, 8)])
+                           grids=[(128, 16), (32, 8)], frontier=(0.0, 0.05, 10.0))
     assert [(t["tile"], t["overlap"]) for t in res["tried"]] == [(128, 16), (32, 8)]
     assert res["tried"][1]["tiles"] > res["tried"][0]["tiles"] == res["reference"]["tiles"]
     assert res["loss_db"] <= 0.05 and (sr.tile, sr.overlap) == (res["tile"], res["overlap"])
+    fr = res["frontier"]  # a looser tolerance never estimates slower
+    assert fr["0.05"] == pytest.approx(res["speedup_estimated"]) and fr["10"] >= fr["0.05"]
+    assert fr["0"] is None or fr["0"] <= fr["0.05"]
     assert set(res["tile_seconds"]) == {"64x96", "27x30"}  # 64x96: one 128 tile; 4x4 of 27x30
     from paddle_mmsr.sr.calibrate import tile_errors  # shares of each pixel sum to 1 on any tiling
     lr = imresize(hr, 0.25)

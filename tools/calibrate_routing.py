@@ -36,6 +36,8 @@ def main(argv=None) -> int:
                    help="route_score[:route_cell] choices to try (default cell_max:32)")
     p.add_argument("--grids", nargs="+", default=None, metavar="TILE:OVERLAP",
                    help="LR tilings to try (default: the bundle's, else 128:16)")
+    p.add_argument("--frontier", nargs="+", type=float, default=[], metavar="DB",
+                   help="also report the best estimated speed-up at these tolerances")
     p.add_argument("--guard-pages", type=int, default=0, help="synthetic drawings as a guard")
     p.add_argument("--guard-max-loss-db", type=float, default=0.1)
     p.add_argument("--max-images", type=int, default=0, help="per folder (0 = all)")
@@ -77,9 +79,12 @@ def main(argv=None) -> int:
     res = calibrate_bundle(sr, pairs, a.max_loss_db,
                            progress=lambda it: tqdm(it, desc="calibrate", unit="img"),
                            rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db,
-                           grids=grids)
+                           grids=grids, frontier=a.frontier)
     res["data"] = [Path(d).name for d in a.data]
     print(json.dumps(res, indent=1))
+    for tol, x in res["frontier"].items():
+        print(f"at most {tol} dB below the largest model: "
+              + (f"{x:.2f}x faster (estimated)" if x else "not reachable with these guards"))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     if a.write:

@@ -189,13 +189,14 @@ def _scores(sr, collected) -> tuple:
 
 def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
                      rules=(("cell_max", 32),), guard_pairs=(), guard_max_loss_db: float = 0.1,
-                     grids=None) -> dict:
+                     grids=None, frontier=()) -> dict:
     """Calibrate on (lr, hr) uint8 pairs for each tiling (tile, overlap) of ``grids``
     (default: ``sr``'s) and each (route_score, route_cell) of ``rules``; ``guard_pairs``
     (e.g. drawings) must lose at most ``guard_max_loss_db``. Loss and speed-up are
     against the largest model everywhere at the default tiling (128/16), which is
     how the single model runs. Returns the cheapest choice with its estimates (the
-    bundle's rule and ``sr``'s tiling are left set to it)."""
+    bundle's rule and ``sr``'s tiling are left set to it); ``frontier``: other
+    tolerances (dB) at which to report the best estimated speed-up too."""
     from paddle_mmsr.sr.reconstruct import MMSR
     grids = [tuple(g) for g in (grids or [(sr.tile, sr.overlap)])]
     top = 1 + [c.id for c in sr.bundle.classes].index(largest_class(sr.bundle))
@@ -213,7 +214,7 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
     ref = (sum(e[:, top].sum() for _, _, e in ref_main),
            _seconds(ref_sr, ref_main, timed)[:, top].sum())
     g_ref = sum(e[:, top].sum() for _, _, e in ref_guard)
-    best, tried = None, []
+    best, tried, speed = None, [], {}
     for tile, overlap in grids:
         g_sr = at(tile, overlap)
         if (tile, overlap) == (DEFAULT_TILE, DEFAULT_OVERLAP):
@@ -227,6 +228,10 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
             guard = (*_scores(g_sr, guard_set), guard_max_loss_db, g_ref) if guard_set else None
             flat, bounds, loss, cost, cost_ref = choose_bounds(scores, sse, seconds, max_loss_db,
                                                                top, guard=guard, ref=ref)
+            for tol in frontier:  # speed-up at other tolerances, this tiling and rule
+                f = choose_bounds(scores, sse, seconds, tol, top, guard=guard, ref=ref)
+                if f[2] <= tol:
+                    speed[tol] = max(speed.get(tol, 0.0), float(cost_ref / f[3]))
             res = {"tile": tile, "overlap": overlap, "route_score": rule,
                    "route_cell": sr.bundle.route_cell, "flat_bound": flat, "bounds": bounds,
                    "loss_db": loss, "tiles": int(len(scores)), "seconds": float(cost),
@@ -239,6 +244,7 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
     sr.bundle.route_score, sr.bundle.route_cell = best["route_score"], best["route_cell"]
     sr.tile, sr.overlap = best["tile"], best["overlap"]
     return {**best, "tried": tried, "max_loss_db": max_loss_db,
+            "frontier": {f"{tol:g}": speed.get(tol) for tol in frontier},
             "guard_max_loss_db": guard_max_loss_db if guard_pairs else None,
             "guard_images": len(guard_pairs), "reference": {
                 "tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "tiles": n_ref,
