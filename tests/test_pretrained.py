@@ -38,8 +38,6 @@ def test_gan_bundle_is_sharper_and_still_beats_bicubic(tmp_path):
         lr = imresize(hr, 1 / 4)
         out_gan, out_ref = gan.upscale(lr), ref.upscale(lr)
         q_gan, q_ref = niqe(out_gan, crop_border=4), niqe(out_ref, crop_border=4)
-        # the default is the compact bundle since 2026-12-01, sharper than the GAN's own
-        # parent (NIQE 6.44 against 6.62 on coffee), so the margin is smaller than it was
-        assert q_gan < q_ref - 0.2, f"{photo}: NIQE {q_gan:.2f} (GAN) vs {q_ref:.2f} (PSNR)"
+        assert q_gan < q_ref - 0.3, f"{photo}: NIQE {q_gan:.2f} (GAN) vs {q_ref:.2f} (PSNR)"
         gain = psnr(out_gan, hr, crop_border=4) - psnr(imresize(lr, 4), hr, crop_border=4)
         assert gain > 0.4, f"{photo}: GAN bundle only {gain:.2f} dB above bicubic"
