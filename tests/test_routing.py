@@ -118,6 +118,15 @@ def test_choose_bounds_keeps_hard_tiles_on_the_large_model():
     assert 0 < loss2 <= 0.5 and cost2 < cost  # a looser tolerance buys speed
 
 
+def test_choose_bounds_falls_back_to_the_largest_model_when_nothing_qualifies():
+    """Against a reference on another tiling that no routing reaches, every tile goes to
+    the largest model's column, even when that is not the last one."""
+    scores, sse = np.arange(5.0), np.ones((5, 4))
+    flat, bounds, loss, _, _ = choose_bounds(scores, sse, np.ones(4), 0.0, top=2, ref=(1.0, 5.0))
+    th = [-np.inf if flat is None else flat] + bounds
+    assert (np.searchsorted(th, scores, side="right") == 2).all() and loss > 0
+
+
 def test_compact_form_exports_to_paddle_inference(three_class_bundle):
     b = load_bundle(three_class_bundle)
     x = np.random.default_rng(0).random((2, 3, 24, 40), dtype=np.float32)

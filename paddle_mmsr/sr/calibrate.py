@@ -142,7 +142,7 @@ def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidat
         if best is None or cost < best[3] - 1e-12:
             best = (th, col, loss, cost)
     if best is None:  # only with another reference: even the largest model everywhere loses
-        th = (-np.inf,) * (k - 1)  # every tile to the last column
+        th = (-np.inf,) * top + (np.inf,) * (k - 1 - top)  # every tile to column ``top``
         loss, col = loss_of(th, scores, sse, ref_err)
         best = (th, col, loss, seconds[rows, col].sum())
     th, _, loss, cost = best  # without ``ref``, routing all to ``top`` always qualifies
