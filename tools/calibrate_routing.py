@@ -53,7 +53,15 @@ def main(argv=None) -> int:
     from paddle_mmsr.sr.bundle import write_manifest
     from paddle_mmsr.image.resize import imresize
     from paddle_mmsr.sr.calibrate import calibrate_bundle, drawn_page
-    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
+    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+    grids = None
+    if a.grids:
+        try:
+            grids = [tuple(int(v) for v in g.split(":")) for g in a.grids]
+            for tile, overlap in grids:
+                tile_starts(1, tile, overlap)  # validates
+        except ValueError as e:
+            p.error(f"--grids: expected TILE:OVERLAP with TILE > OVERLAP >= 0, got {a.grids} ({e})")
     sr = MMSR.load(a.bundle, threads=a.threads)
     b = sr.bundle
     rules = []
@@ -69,13 +77,6 @@ def main(argv=None) -> int:
         found = find_pairs(d, b.scale)
         found = found[:a.max_images] if a.max_images else found
         pairs += [load_pair(hr, lr, b.scale)[::-1] for _, hr, lr in found]
-    grids = None
-    if a.grids:
-        try:
-            grids = [tuple(int(v) for v in g.split(":")) for g in a.grids]
-            assert all(len(g) == 2 and g[0] > g[1] >= 0 for g in grids)
-        except (ValueError, AssertionError):
-            p.error(f"--grids: expected TILE:OVERLAP with TILE > OVERLAP >= 0, got {a.grids}")
     res = calibrate_bundle(sr, pairs, a.max_loss_db,
                            progress=lambda it: tqdm(it, desc="calibrate", unit="img"),
                            rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db,

@@ -40,7 +40,7 @@ from paddle_mmsr import sha256_file
 from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
 from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
+from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
 
 FORMAT = "paddle-mmsr-bundle/1"
 MANIFEST = "manifest.yaml"
@@ -197,10 +197,10 @@ def load_bundle(root) -> Bundle:
         raise BundleError(f"{path}: route_score must be one of {ROUTE_SCORES} and route_cell "
                           f">= 1, got {b.route_score!r}, {b.route_cell}")
     if b.tile is not None or b.overlap is not None:
-        tile, overlap = b.tile or DEFAULT_TILE, DEFAULT_OVERLAP if b.overlap is None else b.overlap
-        if not tile > overlap >= 0:
-            raise BundleError(f"{path}: need tile > overlap >= 0, got tile {b.tile}, "
-                              f"overlap {b.overlap}")
+        try:
+            tile_starts(1, b.tile or DEFAULT_TILE, DEFAULT_OVERLAP if b.overlap is None else b.overlap)
+        except ValueError as e:
+            raise BundleError(f"{path}: {e}") from None
     if sorted(c.id for c in classes) != list(range(tv.n_classes)):
         raise BundleError(f"{path}: {tv.n_classes} TVAT classes need class ids "
                           f"0..{tv.n_classes - 1}, got {[c.id for c in classes]}")
