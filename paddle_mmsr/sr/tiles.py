@@ -11,6 +11,7 @@ tile gives a single tile of that side's length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -56,13 +57,16 @@ class TileGrid:
     tile: int
     overlap: int
 
-    def _side(self, length: int) -> tuple:
-        return balanced_starts(length, self.tile, self.overlap)
+    @cached_property
+    def _sides(self) -> tuple:
+        """(starts, size) down and across, computed once per grid."""
+        return (balanced_starts(self.height, self.tile, self.overlap),
+                balanced_starts(self.width, self.tile, self.overlap))
 
-    ys = property(lambda self: self._side(self.height)[0], doc="tile starts down the image")
-    xs = property(lambda self: self._side(self.width)[0], doc="tile starts across the image")
-    tile_h = property(lambda self: self._side(self.height)[1], doc="tile height (LR px)")
-    tile_w = property(lambda self: self._side(self.width)[1], doc="tile width (LR px)")
+    ys = property(lambda self: self._sides[0][0], doc="tile starts down the image")
+    xs = property(lambda self: self._sides[1][0], doc="tile starts across the image")
+    tile_h = property(lambda self: self._sides[0][1], doc="tile height (LR px)")
+    tile_w = property(lambda self: self._sides[1][1], doc="tile width (LR px)")
 
     @property
     def shape(self) -> tuple:
