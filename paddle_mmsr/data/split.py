@@ -22,6 +22,8 @@ from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb
 from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify
 from paddle_mmsr.sr.tiles import tile_starts
 
+ALL_MANIFEST = "all.tsv"  # every sub-image of the split (the class manifests are class<i>.tsv)
+
 
 def cut_subimages(img: np.ndarray, size: int, step: int, scale: int):
     """Yield (y, x, sub) with sub cropped to a multiple of ``scale``; positions as
@@ -85,7 +87,7 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
         classes.append({"id": c, "manifest": f"class{c}.tsv", "count": len(members),
                         "min": float(s.min()) if len(s) else None,
                         "max": float(s.max()) if len(s) else None})
-    write_manifest(out_dir / "all.tsv", rows)
+    write_manifest(out_dir / ALL_MANIFEST, rows)
     warnings = [empty_class_warning(c["id"], tvat.bounds, tvat.n_classes)
                 for c in classes if c["count"] == 0]
     info = {"scale": scale, "sub_size": sub_size, "step": step, "tvat": tvat.to_dict(),

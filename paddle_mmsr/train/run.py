@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from paddle_mmsr.data.split import ALL_MANIFEST
 from paddle_mmsr.data.tvat import TVATSettings
 from paddle_mmsr.train.placement import (class_cost, classes_of_rank, device_for_rank, place_classes,
                                          rank_info, rank_loads)
@@ -89,7 +90,7 @@ def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
             sources = [str(Path(cfg.data.split) / split["classes"][i]["manifest"])]
         else:
             sources = list(cfg.data.sources)
-        warm = [str(Path(cfg.data.split) / "all.tsv")] if c.warm_iters else []
+        warm = [str(Path(cfg.data.split) / ALL_MANIFEST)] if c.warm_iters else []
         jobs.append(ClassJob(id=i, spec=c.spec, generator=cfg.generator_options(i),
                              sources=sources, degradation=degradation or {},
                              dir=out / f"class{i}", vdl_dir=out / "vdl" / f"class{i}",
