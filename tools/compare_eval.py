@@ -41,16 +41,13 @@ def held_out_pairs() -> list:
     """(name, HR uint8 RGB, LR) for the held-out photos."""
     from skimage import data
     from paddle_mmsr.image.io import to_rgb8
-    from paddle_mmsr.image.resize import imresize
+    from paddle_mmsr.metrics.evaluate import pair_from_hr
     out = []
     for name in PHOTOS:
         img = line_art_page() if name == "line_art" else getattr(data, name)()
         if img.dtype == bool:
             img = img.astype(np.uint8) * 255
-        hr = to_rgb8(img)
-        h, w = hr.shape[0] // 4 * 4, hr.shape[1] // 4 * 4
-        hr = np.ascontiguousarray(hr[:h, :w])
-        out.append((name, hr, imresize(hr, output_shape=(h // 4, w // 4))))
+        out.append((name, *pair_from_hr(to_rgb8(img), 4, name)))
     return out
 
 

@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     from paddle_mmsr import MMSR
     from paddle_mmsr.image.io import to_rgb8
     from paddle_mmsr.image.resize import imresize
+    from paddle_mmsr.metrics.evaluate import pair_from_hr
     from paddle_mmsr.metrics.niqe import niqe
     from paddle_mmsr.metrics.psnr_ssim import psnr
     models = [MMSR.load(b) for b in a.bundles]
@@ -34,9 +35,7 @@ def main(argv=None) -> int:
              "|---" * (len(names) + 1) + "|"]
     sums = [0.0] * len(names)
     for photo in PHOTOS:
-        hr = to_rgb8(getattr(data, photo)())
-        hr = hr[:hr.shape[0] // 4 * 4, :hr.shape[1] // 4 * 4]
-        lr = imresize(hr, 1 / 4)
+        hr, lr = pair_from_hr(to_rgb8(getattr(data, photo)()), 4, photo)
         outs = [imresize(lr, 4)] + [m.upscale(lr) for m in models]
         cells = []
         for k, out in enumerate(outs):

@@ -51,15 +51,20 @@ def find_pairs(data_dir, scale: int = 4) -> list[tuple[str, Path, Path | None]]:
     return pairs
 
 
+def pair_from_hr(hr: np.ndarray, scale: int = 4, name: str = "image") -> tuple:
+    """(HR cropped to a multiple of ``scale``, its LR by MATLAB-style bicubic), uint8 RGB."""
+    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    if h == 0 or w == 0:
+        raise ValueError(f"{name}: smaller than the scale {scale}")
+    hr = np.ascontiguousarray(hr[:h, :w])
+    return hr, imresize(hr, output_shape=(h // scale, w // scale))
+
+
 def load_pair(hr_path, lr_path, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(HR, LR) as uint8 RGB, HR cropped to exactly LR size x scale."""
     hr = to_rgb8(read_image(hr_path))
     if lr_path is None:
-        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-        if h == 0 or w == 0:
-            raise ValueError(f"{hr_path}: smaller than the scale {scale}")
-        hr = np.ascontiguousarray(hr[:h, :w])
-        return hr, imresize(hr, output_shape=(h // scale, w // scale))
+        return pair_from_hr(hr, scale, str(hr_path))
     lr = to_rgb8(read_image(lr_path))
     h, w = lr.shape[0] * scale, lr.shape[1] * scale
     if hr.shape[0] < h or hr.shape[1] < w:
