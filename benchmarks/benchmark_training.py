@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training step speed per model spec and phase (the paper's speed-up argument).
 
-    python tools/benchmark_training.py [--specs 4-6,16-8] [--batch 16] [--crop 96]
+    python benchmarks/benchmark_training.py [--specs 4-6,16-8] [--batch 16] [--crop 96]
         [--form srgan] [--tail-kernel 9] [--iters 5] [--data DIR] [-o bench.json]
 
 Times one G-pretraining step and one adversarial step (G + D + VGG content

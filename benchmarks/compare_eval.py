@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Evaluate the fair comparison (tools/compare_x4.sh): routed MMSR against the single
+"""Evaluate the fair comparison (benchmarks/compare_x4.sh): routed MMSR against the single
 baseline on Set14 and on held-out photos, in one run on the same images.
 
-    python tools/compare_eval.py --mmsr BUNDLE --single BUNDLE [--set14 DIR]
+    python benchmarks/compare_eval.py --mmsr BUNDLE --single BUNDLE [--set14 DIR]
         [--times single.time mmsr.time] [--repeat 2] [--out PREFIX]
 
 Held-out photos: scikit-image's astronaut, coffee, chelsea, rocket, text, page,
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     cpu = {}
     if a.times:
         cpu = {"single": cpu_seconds(a.times[0]), "mmsr": cpu_seconds(a.times[1])}
-    command = "python tools/compare_eval.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/compare_eval.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = {"command": command, "results": res, "training_cpu_seconds": cpu,
            "mmsr": str(a.mmsr), "single": str(a.single)}
     text = markdown({k: {m: x for m, x in v.items() if isinstance(x, dict)}

@@ -13,7 +13,7 @@ that job's own).
 Without --bundle the generators are full-size but RANDOMLY INITIALISED:
 figures are for timing only (TVAT routing depends on the image, not weights).
 
-    python tools/benchmark_reconstruction.py [--images DIR] [--sweep] [--rss-size 2000]
+    python benchmarks/benchmark_reconstruction.py [--images DIR] [--sweep] [--rss-size 2000]
 """
 from __future__ import annotations
 

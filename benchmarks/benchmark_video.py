@@ -1,4 +1,13 @@
-"""Video benchmarks; see tools/benchmark_video.py. Prints one JSON object."""
+"""Measurements behind docs/video.md and docs/old_film.md; prints one JSON object.
+
+    python benchmarks/benchmark_video.py photos DIR          # training photos for configs/old_film_demo_cpu.yaml
+    python benchmarks/benchmark_video.py speed [--frames 20] # s/frame at 352x288 -> 1408x1152, peak RSS
+    python benchmarks/benchmark_video.py flicker             # routing flicker with/without stability, PSNR
+    python benchmarks/benchmark_video.py oldfilm --bundle A --bundle B  # PSNR on a degraded clip
+    python benchmarks/benchmark_video.py opencv              # OpenCV vs ffmpeg pipe / Pillow
+
+Clips are slow pans over scikit-image photos, made with the bundled ffmpeg.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,9 +23,9 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 def train_photos() -> tuple:
-    """configs/old_film_demo_cpu.yaml's photos: tools/prepare_demo.py's plus a gray one."""
+    """configs/old_film_demo_cpu.yaml's photos: mmsr-prepare-demo's plus a gray one."""
     from paddle_mmsr.cli.prepare_demo import TRAIN_PHOTOS as DEMO
     return DEMO + ("moon",)
 MOSAIC = ("astronaut", "camera", "immunohistochemistry", "brick", "retina", "gravel",
@@ -248,7 +257,8 @@ def cmd_opencv(args) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="benchmark_video.py")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("photos", help="training photos for configs/old_film_demo_cpu.yaml")
     p.add_argument("dir")
@@ -279,3 +289,7 @@ def main(argv=None) -> int:
             "oldfilm": cmd_oldfilm, "opencv": cmd_opencv}
     print(json.dumps(cmds[args.cmd](args), indent=1))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """MMSR against the single 16-8 model: quality, speed and training cost.
 
-    python tools/benchmark.py --mmsr pretrained/mmsr_x4_psnr [OTHER_MMSR_BUNDLE ...] \
+    python benchmarks/benchmark.py --mmsr pretrained/mmsr_x4_psnr [OTHER_MMSR_BUNDLE ...] \
         --single pretrained/srgan_16-8_x4_psnr \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
         --train-summary RUN_DIR/summary.json [OTHER_SUMMARY ...] \
-        --out docs/benchmark.md --plot docs/benchmark.png
+        --out docs/benchmark.md --plot benchmarks/results/benchmark.png
 
 Methods, run on the same images in one process: bicubic; the single model on
 the whole image (one tile); the single model tiled; MMSR routed (one row per
@@ -220,7 +220,7 @@ def main(argv=None):
     qrows = quality_table(a.data, methods(a.mmsr, a.single, a.backend), niqe=not a.no_niqe)
     trows = training_table(a.train_summary)
     link = Path(os.path.relpath(a.plot, Path(a.out).parent)).as_posix() if a.out and a.plot else None
-    report = markdown(qrows, trows, "python tools/benchmark.py " + " ".join(argv or sys.argv[1:]),
+    report = markdown(qrows, trows, "python benchmarks/benchmark.py " + " ".join(argv or sys.argv[1:]),
                       link, machine(a.backend))
     print(report)
     if a.out:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The fair comparison of issue 13: the single 16-8w48 baseline and the MMSR
+# The fair comparison: the single 16-8w48 baseline and the MMSR
 # bundle of compact class models, trained at the same time (one core each,
 # OMP_NUM_THREADS=1) for the same CPU budget, then evaluated.
 #
-#   tools/compare_x4.sh DATA_ROOT RUNS_DIR    # e.g. tools/compare_x4.sh data output: train
-#                                             # (resumes if rerun), calibrate, evaluate
+#   benchmarks/compare_x4.sh DATA_ROOT RUNS_DIR    # e.g. benchmarks/compare_x4.sh data output: train
+#                                                  # (resumes if rerun), calibrate, evaluate
 #
 # DATA_ROOT holds train/T91/HR, train/BSD200/HR, val/Set5 (training-time
 # validation and routing calibration only), val/Set14 (reported). Writes
@@ -22,6 +22,7 @@ fi
 DATA=$1
 RUNS=$2
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package
 SPLIT=$RUNS/split_x4_s128
 mkdir -p "$RUNS"
 export OMP_NUM_THREADS=1
@@ -33,7 +34,7 @@ train() {  # name, extra overrides...; a finished run (bundle written) is left a
   local name=$1; shift
   [ -f "$RUNS/$name/bundle/manifest.yaml" ] && return 0
   /usr/bin/time -v -a -o "$RUNS/$name.time" \
-    python "$HERE/tools/train.py" -c "$HERE/configs/$name.yaml" -o "output=$RUNS/$name" \
+    python "$HERE/tools/train.py" -c "$HERE/benchmarks/configs/$name.yaml" -o "output=$RUNS/$name" \
     -o "val.dir=$DATA/val/Set5" "$@" >> "$RUNS/$name.log" 2>&1
 }
 train compare_single_x4 -o "data.sources=[$SPLIT/all.tsv]" &
@@ -47,11 +48,11 @@ if [ $rs -ne 0 ] || [ $rm -ne 0 ]; then
 fi
 ROUTED=$RUNS/compare_mmsr_x4/bundle_routed
 rm -rf "$ROUTED" && mkdir -p "$ROUTED" && cp "$RUNS"/compare_mmsr_x4/bundle/{manifest.yaml,*.pdparams} "$ROUTED"/
-python "$HERE/tools/calibrate_routing.py" "$ROUTED" "$DATA/val/Set5" "$DATA/train/BSD200" \
+python -m paddle_mmsr.cli.calibrate "$ROUTED" "$DATA/val/Set5" "$DATA/train/BSD200" \
   --max-images 60 --max-loss-db 0.03 --rules cell_max:32 cell_max:64 tile --grids 128:16 64:8 \
   --guard-pages 4 --guard-max-loss-db 0.1 --write --json "$RUNS/compare_mmsr_x4_calibration.json" \
   || exit 1
-python "$HERE/tools/compare_eval.py" --mmsr "$ROUTED" --tile-rule \
+python "$HERE/benchmarks/compare_eval.py" --mmsr "$ROUTED" --tile-rule \
   --single "$RUNS/compare_single_x4/bundle" --set14 "$DATA/val/Set14" \
   --times "$RUNS/compare_single_x4.time" "$RUNS/compare_mmsr_x4.time" \
   --out "$RUNS/compare_x4_eval"

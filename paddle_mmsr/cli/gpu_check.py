@@ -1,15 +1,15 @@
-"""GPU smoke test: the GPU paths of training and reconstruction, in a few minutes
+"""GPU check: the GPU paths of training and reconstruction, in a few minutes
 on one to four GPUs, with a pass/fail table at the end.
 
-    python tools/gpu_smoke.py            # on a machine with a GPU build of Paddle
-    python tools/gpu_smoke.py --cpu      # the checks that need no GPU, on CPU ranks
+    mmsr-gpu-check            # on a machine with a GPU build of Paddle
+    mmsr-gpu-check --cpu      # the checks that need no GPU, on CPU ranks
 
 Checks (tiny models on scikit-image photos, in a temporary folder):
   ranks        each rank of a launch on its own card (log lines, process-to-GPU map)
   amp_ema      AMP + EMA steps finite, and a stopped-and-resumed run equal to an
                uninterrupted one
   resume_gpus  a checkpoint made with 2 visible GPUs resumed with 1
-  upscale      tools/upscale.py --device gpu, inference and dygraph backends,
+  upscale      mmsr-upscale --device gpu, inference and dygraph backends,
                within 1/255 of the CPU output
   tensorrt     --tensorrt on the installed Paddle: works (within 1/255) or is
                refused with a clear message
@@ -32,10 +32,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+import paddle_mmsr
 from paddle_mmsr.config import merge_sections
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN, UPSCALE = str(ROOT / "tools/train.py"), str(ROOT / "tools/upscale.py")
+ROOT = Path(paddle_mmsr.__file__).resolve().parents[1]  # the folder that holds the package
+TRAIN = [sys.executable, "-m", "paddle_mmsr.cli.train"]
+UPSCALE = [sys.executable, "-m", "paddle_mmsr.cli.upscale"]
+
+
+def launch_script(work: Path) -> str:
+    """A script for paddle.distributed.launch (it runs files, not modules)."""
+    path = work / "mmsr_train.py"
+    path.write_text("from paddle_mmsr.cli.train import main\nraise SystemExit(main())\n")
+    return str(path)
 
 
 def _env(**extra) -> dict:
@@ -55,6 +64,7 @@ def make_data(root: Path) -> Path:
     hr = np.ascontiguousarray(data.coffee()[200:264, 300:364])
     write_image(root / "val/HR/coffee.png", hr)
     write_image(root / "val/LR_bicubic_X4/coffeex4.png", imresize(hr, output_shape=(16, 16)))
+    write_image(root / "chelsea_lr.png", imresize(data.chelsea(), 0.25))  # for the upscale checks
     return root
 
 
@@ -96,7 +106,7 @@ def check_ranks(work, data, gpus, device):
     devices = ["--devices", ",".join(map(str, range(n)))] if device == "gpu" else \
         ["--nproc_per_node", str(n)]
     r = run([sys.executable, "-m", "paddle.distributed.launch", *devices, "--log_dir",
-             str(out / "logs"), TRAIN, "-c", str(cfg)], work)
+             str(out / "logs"), launch_script(work), "-c", str(cfg)], work)
     logs = worker_logs(out / "logs")
     found = dict(re.findall(r"\[rank (\d+)/\d+\] local rank \d+, pid \d+, device (\S+),", logs))
     if r.returncode != 0:
@@ -156,11 +166,11 @@ def check_resume_gpus(work, data, gpus, device):
                                                   classes=[{"spec": "1-2"}],
                                                   data={"split": None, "sources": [
                                                       str(data / "split/class0.tsv")]}))
-    r = run([sys.executable, TRAIN, "-c", str(cfg), "-o", "train.pretrain_iters=20"], work,
+    r = run([*TRAIN, "-c", str(cfg), "-o", "train.pretrain_iters=20"], work,
             CUDA_VISIBLE_DEVICES="0,1")
     if r.returncode != 0:
         return False, f"first run: {r.stderr[-300:]}"
-    r = run([sys.executable, TRAIN, "-c", str(cfg)], work, CUDA_VISIBLE_DEVICES="0")
+    r = run([*TRAIN, "-c", str(cfg)], work, CUDA_VISIBLE_DEVICES="0")
     ok = r.returncode == 0 and "at step 20/40" in r.stdout
     return ok, "made with 2 visible GPUs, resumed with 1" + ("" if ok else f": {r.stdout[-300:]}")
 
@@ -170,7 +180,7 @@ def _bundle(work, data, device):
     if not (out / "bundle/manifest.yaml").exists():
         cfg = write(work / "bundle.yaml", tiny_config(
             data, out, device, train={"pretrain_iters": 6, "adversarial_iters": 0}))
-        r = run([sys.executable, TRAIN, "-c", str(cfg)], work)
+        r = run([*TRAIN, "-c", str(cfg)], work)
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-300:])
     return out / "bundle"
@@ -179,7 +189,7 @@ def _bundle(work, data, device):
 def _upscale(work, bundle, name, *args):
     from paddle_mmsr.image.io import read_image
     out = work / "up" / name
-    r = run([sys.executable, UPSCALE, str(ROOT / "examples/chelsea_lr.png"), "-o", str(out),
+    r = run([*UPSCALE, str(work / "data/chelsea_lr.png"), "-o", str(out),
              "--bundle", str(bundle), *args], work)
     if r.returncode != 0:
         return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"
@@ -234,7 +244,7 @@ def check_two_nodes(work, data, gpus, device):
             per = ["--nproc_per_node", "1"]
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "paddle.distributed.launch", "--master", f"127.0.0.1:{port}",
-             "--nnodes", "2", *per, "--log_dir", "logs", TRAIN, "-c", "c.yaml"],
+             "--nnodes", "2", *per, "--log_dir", "logs", launch_script(work), "-c", "c.yaml"],
             cwd=node, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     codes = [p.wait(timeout=600) for p in procs]
     homes = [p for p in out.glob("node*/out/summary.json")]
@@ -251,7 +261,7 @@ CHECKS = {"ranks": check_ranks, "amp_ema": check_amp_ema, "resume_gpus": check_r
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(prog="mmsr-gpu-check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", action="store_true",
                     help="run what needs no GPU on CPU ranks (GPU-only checks are skipped)")
@@ -268,7 +278,7 @@ def main(argv=None) -> int:
     if device == "gpu":  # exact resume needs deterministic convolutions
         paddle.set_flags({"FLAGS_cudnn_deterministic": True})
     print(f"Paddle {paddle.__version__}, {gpus} GPU(s) visible, checks on {device}", flush=True)
-    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="mmsr-gpu-smoke-"))
+    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="mmsr-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     data = make_data(work / "data")
     rows = []

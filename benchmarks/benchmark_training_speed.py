@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time to quality: how long MMSR trains to reach the single model's final PSNR-Y.
 
-    python tools/benchmark_training_speed.py --single output/srgan_16-8_x4 --mmsr output/mmsr_x4
-        [--ranks 3] [-o docs/training_speed.json] [--plot docs/training_speed.png]
+    python benchmarks/benchmark_training_speed.py --single output/srgan_16-8_x4 --mmsr output/mmsr_x4
+        [--ranks 3] [-o benchmarks/results/training_speed.json] [--plot benchmarks/results/training_speed.png]
         [--doc docs/benchmark.md]
 
 Reads the routed curves of the two runs' summary.json (PSNR-Y of the routed
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     p.add_argument("--single", required=True, help="output folder of the single 16-8 run")
     p.add_argument("--mmsr", required=True, help="output folder of the MMSR run")
     p.add_argument("--ranks", type=int, help="ranks for the parallel time (default: one per class)")
-    p.add_argument("-o", "--output", default="docs/training_speed.json")
+    p.add_argument("-o", "--output", default="benchmarks/results/training_speed.json")
     p.add_argument("--plot", help="write the PSNR-Y / time plot (PNG) here")
     p.add_argument("--doc", help="put the table into this Markdown file (marked section)")
     a = p.parse_args(argv)
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    command = "python tools/benchmark_training_speed.py " + " ".join(argv or sys.argv[1:])
+    command = "python benchmarks/benchmark_training_speed.py " + " ".join(argv or sys.argv[1:])
     res["command"] = command
     res["machine"] = (f"read on {platform.machine()}, {os.cpu_count()} CPUs; trained on "
                       f"{', '.join(res['devices'])}")

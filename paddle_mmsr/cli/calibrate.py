@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Calibrate a bundle's routing (flat bound, class bounds) on data you will not report.
 
-    python tools/calibrate_routing.py BUNDLE DATA_DIR [DATA_DIR ...] [--max-loss-db 0.03]
+    mmsr-calibrate BUNDLE DATA_DIR [DATA_DIR ...] [--max-loss-db 0.03]
         [--rules cell_max:32 cell_max:64 tile] [--grids 128:16 64:8]
         [--guard-pages 4 --guard-max-loss-db 0.1]
         [--max-images 20] [--write]
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(prog="mmsr-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
     p.add_argument("data", nargs="+")

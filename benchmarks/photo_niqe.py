@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NIQE / PSNR-Y of bundles on six scikit-image photos no model trained on.
 
-    python tools/photo_niqe.py BUNDLE [BUNDLE ...] [--out FILE.md]
+    python benchmarks/photo_niqe.py BUNDLE [BUNDLE ...] [--out FILE.md]
 
 Each photo (astronaut, coffee, chelsea, rocket, immunohistochemistry,
 hubble_deep_field) is cropped to a multiple of 4, shrunk x4 with the
