@@ -1,6 +1,6 @@
 """Measurements behind docs/video.md and docs/old_film.md; prints one JSON object.
 
-    python benchmarks/benchmark_video.py photos DIR          # training photos for configs/old_film_demo_cpu.yaml
+    python benchmarks/benchmark_video.py photos DIR          # training photos for benchmarks/configs/old_film_demo_cpu.yaml
     python benchmarks/benchmark_video.py speed [--frames 20] # s/frame at 352x288 -> 1408x1152, peak RSS
     python benchmarks/benchmark_video.py flicker             # routing flicker with/without stability, PSNR
     python benchmarks/benchmark_video.py oldfilm --bundle A --bundle B  # PSNR on a degraded clip
@@ -25,7 +25,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 def train_photos() -> tuple:
-    """configs/old_film_demo_cpu.yaml's photos: mmsr-prepare-demo's plus a gray one."""
+    """benchmarks/configs/old_film_demo_cpu.yaml's photos: mmsr-prepare-demo's plus a gray one."""
     from paddle_mmsr.cli.prepare_demo import TRAIN_PHOTOS as DEMO
     return DEMO + ("moon",)
 MOSAIC = ("astronaut", "camera", "immunohistochemistry", "brick", "retina", "gravel",
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("photos", help="training photos for configs/old_film_demo_cpu.yaml")
+    p = sub.add_parser("photos", help="training photos for benchmarks/configs/old_film_demo_cpu.yaml")
     p.add_argument("dir")
     default_bundle = str(ROOT / "pretrained" / "mmsr_x4_psnr")
     for name in ("speed", "flicker"):

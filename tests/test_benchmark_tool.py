@@ -16,7 +16,7 @@ def _tool():
 
 def test_training_table_reads_shipped_summaries():
     bench = _tool()
-    paths = sorted((ROOT / "pretrained" / "runs").glob("*_summary.json"))
+    paths = sorted((ROOT / "pretrained" / "provenance" / "runs").glob("*_summary.json"))
     paths = [p for p in paths if "classes" in json.loads(p.read_text())]
     assert paths, "no training summaries shipped"
     rows, runs = bench.training_table(paths)

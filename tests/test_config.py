@@ -12,7 +12,8 @@ from paddle_mmsr.train.placement import class_cost, classes_of_rank, place_class
 MINIMAL = {"data": {"sources": ["some/folder"]}}
 
 
-CONFIGS = [p for d in ("configs", "benchmarks/configs") for p in sorted((ROOT / d).glob("*.yaml"))]
+CONFIGS = [p for d in ("configs", "benchmarks/configs",
+                                                "pretrained/provenance/configs") for p in sorted((ROOT / d).glob("*.yaml"))]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
