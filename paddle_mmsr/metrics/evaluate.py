@@ -1,7 +1,7 @@
 """Evaluate an upscaler: PSNR-Y / SSIM-Y (and NIQE), the one evaluation of the project.
 
 Training validation, ``mmsr-evaluate`` (tools/evaluate.py), the notebooks and
-tools/benchmark.py all score through :func:`score` / :func:`evaluate_images`,
+benchmarks/benchmark.py all score through :func:`score` / :func:`evaluate_images`,
 with one rule for sizes: HR is cropped at the bottom/right to LR size x scale
 when a pair is loaded, and an SR output of any other size is an error.
 
