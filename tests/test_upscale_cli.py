@@ -159,6 +159,8 @@ def test_bad_options_stop_before_any_work(bundle, inputs, tmp_path):
     assert res.returncode == 2 and "--tensorrt needs --device gpu" in res.stderr
     res = run_cli(f"{g}/*.jpg", "-o", tmp_path, "--bundle", bundle, "--routing-map", "map.png")
     assert res.returncode == 2 and "several inputs; give a folder" in res.stderr
+    res = run_cli(d / "rgb.png", "-o", tmp_path, "--bundle", bundle, "--png-compression", "10")
+    assert res.returncode == 2 and "zlib levels are 0..9, got 10" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 

