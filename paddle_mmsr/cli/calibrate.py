@@ -40,12 +40,19 @@ def main(argv=None) -> int:
     p.add_argument("--guard-pages", type=int, default=0, help="synthetic drawings as a guard")
     p.add_argument("--guard-max-loss-db", type=float, default=0.1)
     p.add_argument("--max-images", type=int, default=0, help="per folder (0 = all)")
+    p.add_argument("--degrade", nargs="+", default=None, metavar="KIND",
+                   help="make each image's LR from its HR each of these ways (input kinds of "
+                        "mmsr-evaluate --degrade), so the routing holds on all of them")
     p.add_argument("--write", action="store_true", help="store the result in the manifest")
     p.add_argument("--json", help="also write the result to this file")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per model call (default: Paddle's); use 1 when other jobs "
                         "share the cores, or the timings oversubscribe them")
     a = p.parse_args(argv)
+    from paddle_mmsr.image.degrade import INPUT_KINDS
+    bad = sorted(set(a.degrade or []) - set(INPUT_KINDS))
+    if bad:
+        p.error(f"--degrade: unknown kinds {bad}; use {sorted(INPUT_KINDS)}")
     from paddle_mmsr import MMSR
     from paddle_mmsr.data.tvat import check_bounds
     from paddle_mmsr.metrics.evaluate import find_pairs, load_pair
@@ -75,7 +82,8 @@ def main(argv=None) -> int:
     for d in a.data:
         found = find_pairs(d, b.scale)
         found = found[:a.max_images] if a.max_images else found
-        pairs += [load_pair(hr, lr, b.scale)[::-1] for _, hr, lr in found]
+        pairs += [load_pair(hr, lr, b.scale, kind)[::-1] for _, hr, lr in found
+                  for kind in (a.degrade or [None])]
     res = calibrate_bundle(sr, pairs, a.max_loss_db,
                            progress=lambda it: tqdm(it, desc="calibrate", unit="img"),
                            rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db,
