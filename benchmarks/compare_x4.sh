@@ -47,7 +47,7 @@ if [ $rs -ne 0 ] || [ $rm -ne 0 ]; then
   echo "training failed (single $rs, mmsr $rm); see $RUNS/compare_*_x4.log" >&2; exit 1
 fi
 ROUTED=$RUNS/compare_mmsr_x4/bundle_routed
-rm -rf "$ROUTED" && mkdir -p "$ROUTED" && cp "$RUNS"/compare_mmsr_x4/bundle/{manifest.yaml,*.pdparams} "$ROUTED"/
+rm -rf "$ROUTED" && mkdir -p "$ROUTED" && cp "$RUNS"/compare_mmsr_x4/bundle/{manifest.yaml,*.safetensors} "$ROUTED"/
 python -m paddle_mmsr.cli.calibrate "$ROUTED" "$DATA/val/Set5" "$DATA/train/BSD200" \
   --max-images 60 --max-loss-db 0.03 --rules cell_max:32 cell_max:64 tile --grids 128:16 64:8 \
   --guard-pages 4 --guard-max-loss-db 0.1 --write --json "$RUNS/compare_mmsr_x4_calibration.json" \

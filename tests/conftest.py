@@ -67,3 +67,10 @@ def shared_data():
 
 def crop(img, size, y=0, x=0):
     return np.ascontiguousarray(img[y:y + size, x:x + size])
+
+
+def load_weights(path) -> dict:
+    """{key: Paddle tensor} of a safetensors weights file."""
+    import paddle
+    from safetensors.numpy import load_file
+    return {k: paddle.to_tensor(v) for k, v in load_file(str(path)).items()}

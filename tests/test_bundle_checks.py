@@ -51,8 +51,8 @@ def photo():
     (lambda m: m["classes"][0].update(spec="3-1"),
      [r"missing keys: blocks\.1\.body\.0\.weight", "spec 3-1"]),
     (lambda m: m["classes"][1].update(spec="1-2"),
-     [r"unexpected keys: blocks\.1\.body\.0\.weight", "class 1"]),
-    (lambda m: m.update(scale=2), [r"unexpected keys: upsample\.3\.weight", "scale 2"]),
+     [r"unexpected keys: .*blocks\.1\.body\.0\.weight", "class 1"]),
+    (lambda m: m.update(scale=2), [r"unexpected keys: .*upsample\.3\.weight", "scale 2"]),
     (lambda m: m.update(scale=3), [r"upsample\.0\.weight \[32, 8, 3, 3\] in the file, "
                                    r"\[72, 8, 3, 3\] expected"]),
 ], ids=["channels", "spec-fewer-blocks", "spec-more-blocks", "scale-2", "scale-3"])

@@ -73,8 +73,8 @@ def test_rng_state_holds_only_the_rank_device(tmp_path):
     a = paddle.rand([4]).numpy(), np.random.rand(3)
     # (a tensor beside it, as in every real checkpoint: paddle.load reads
     # tensor-free files differently)
-    save_checkpoint(tmp_path / "c.pdckpt", {"rng": state, "w": paddle.ones([1])})
-    set_rng_state(load_checkpoint(tmp_path / "c.pdckpt")["rng"])
+    save_checkpoint(tmp_path / "c.ckpt.safetensors", {"rng": state, "w": paddle.ones([1])})
+    set_rng_state(load_checkpoint(tmp_path / "c.ckpt.safetensors")["rng"])
     b = paddle.rand([4]).numpy(), np.random.rand(3)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
@@ -116,8 +116,8 @@ def test_scaler_state_goes_through_the_checkpoint(tmp_path):
     p = Progress(step=3)
     p.scalers = scaler_state({"pretrain": _Scaler(1024.0), "g": None, "d": _Scaler(8.0)})
     import paddle
-    save_checkpoint(tmp_path / "c.pdckpt", {"progress": asdict(p), "w": paddle.ones([1])})
-    back = Progress(**load_checkpoint(tmp_path / "c.pdckpt")["progress"])
+    save_checkpoint(tmp_path / "c.ckpt.safetensors", {"progress": asdict(p), "w": paddle.ones([1])})
+    back = Progress(**load_checkpoint(tmp_path / "c.ckpt.safetensors")["progress"])
     fresh = {"pretrain": _Scaler(1.0), "g": None, "d": _Scaler(1.0)}
     load_scaler_state(fresh, back.scalers)
     assert fresh["pretrain"].state["scale"] == [1024.0] and fresh["d"].state["scale"] == [8.0]

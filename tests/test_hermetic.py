@@ -19,5 +19,5 @@ def test_snapshot_sees_a_new_cache_file(tmp_path):
     cache = tmp_path / "paddle_mmsr"
     cache.mkdir()
     before = _snapshot([cache])
-    (cache / "vgg19_features.pdparams").write_bytes(b"x")
+    (cache / "vgg19_features.safetensors").write_bytes(b"x")
     assert _snapshot([cache]) != before

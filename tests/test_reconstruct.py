@@ -233,26 +233,26 @@ def test_inference_matches_dygraph(single_bundle):
                   - make_runner(b, b.classes[0], "dygraph").run(x2)).max() < 1e-4
 
 
-def test_export_cache_reused_and_invalidated(tmp_path):
+def test_export_cache_reused_and_invalidated(tmp_path, fresh_home):
     root = tmp_path / "b"
     gens = tiny_generators(("1-1",), (1.0,))
     make_bundle(root, gens, TVATSettings(bounds=[]))
     b = load_bundle(root)
     model, params = export_generator(b, b.classes[0])
-    assert model.parent.parent == root / "inference_cache"
+    assert model.parent.parent == fresh_home / ".cache" / "paddle_mmsr" / "inference_cache"
     stamp = params.stat().st_mtime_ns
     assert export_generator(b, b.classes[0])[1].stat().st_mtime_ns == stamp  # reused
-    # new weights: a new export, and the stale one is pruned when the bundle loads
+    # new weights: a new export (keyed by the weights' hash); the old one is not used
     layer = gens[0][2]
     layer.tail.weight.set_value(layer.tail.weight * 2)
     save_weights(layer, root / b.classes[0].weights)
     write_manifest(b)
     sr = MMSR.load(root, backend="inference")
-    assert not model.parent.exists()
     new_model, _ = export_generator(sr.bundle, sr.bundle.classes[0])
     assert new_model.parent != model.parent
     assert json.loads((new_model.parent / "meta.json").read_text())["spec"] == "1-1"
-    assert cache_root(sr.bundle) == root / "inference_cache"
+    assert cache_root(sr.bundle) == model.parent.parent
+    assert not (root / "inference_cache").exists()
 
 
 # ---- memory ----

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from conftest import load_weights  # noqa: E402
 from paddle_mmsr.config import merge_sections
 
 TOOL = str(ROOT / "tools/train.py")
-VGG_FILE = "vgg19_relu2_2.pdparams"  # in train_data: real-shaped, untrained, fixed weights
+VGG_FILE = "vgg19_relu2_2.safetensors"  # in train_data: real-shaped, untrained, fixed weights
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +30,8 @@ def train_data(tmp_path_factory, photos):
     from paddle_mmsr.data.split import split_folder
     from paddle_mmsr.models.vgg import random_vgg19_state
     root = tmp_path_factory.mktemp("train_data")
-    paddle.save({k: paddle.to_tensor(v) for k, v in random_vgg19_state("relu2_2", 7).items()},
-                str(root / VGG_FILE))
+    from paddle_mmsr.safe_files import save_tensors
+    save_tensors(root / VGG_FILE, random_vgg19_state("relu2_2", 7))
     for n in ("astronaut", "coffee", "chelsea", "rocket"):
         write_image(root / "hr" / f"{n}.png", photos[n][:192, :192])
     split_folder(root / "hr", root / "split", scale=4, sub_size=64, step=64, n_calibrate=3)
@@ -102,9 +103,9 @@ def test_full_run_single_process(tmp_path, train_data):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for i in range(3):
         d = out / f"class{i}"
-        assert (d / "latest.pdckpt").exists() and (d / "best.pdckpt").exists()
-        assert (d / "g_final.pdparams").exists() and (d / "log.txt").exists()
-        assert ckpt_step(d / "latest.pdckpt") == 5
+        assert (d / "latest.ckpt.safetensors").exists() and (d / "best.ckpt.safetensors").exists()
+        assert (d / "g_final.safetensors").exists() and (d / "log.txt").exists()
+        assert ckpt_step(d / "latest.ckpt.safetensors") == 5
         s = json.loads((d / "summary.json").read_text())
         assert s["phases"]["pretrain"]["iterations"] == 3
         assert s["phases"]["adversarial"]["iterations"] == 2
@@ -195,15 +196,15 @@ def test_resume_continues_exactly(tmp_path, train_data):
     from paddle_mmsr.train.loop import Interrupted
     with pytest.raises(Interrupted):
         _train_in_process(part, stop=stop_after_four)
-    assert ckpt_step(tmp_path / "part/class0/latest.pdckpt") == 4
+    assert ckpt_step(tmp_path / "part/class0/latest.ckpt.safetensors") == 4
     _train_in_process(part, resume="require")
-    a = paddle.load(str(tmp_path / "ref/class0/g_final.pdparams"))
-    b = paddle.load(str(tmp_path / "part/class0/g_final.pdparams"))
+    a = load_weights(tmp_path / "ref/class0/g_final.safetensors")
+    b = load_weights(tmp_path / "part/class0/g_final.safetensors")
     for k in a:
         np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
     from paddle_mmsr.train.checkpoint import load_checkpoint
-    sa = load_checkpoint(tmp_path / "ref/class0/latest.pdckpt")
-    sb = load_checkpoint(tmp_path / "part/class0/latest.pdckpt")
+    sa = load_checkpoint(tmp_path / "ref/class0/latest.ckpt.safetensors")
+    sb = load_checkpoint(tmp_path / "part/class0/latest.ckpt.safetensors")
     assert sa["progress"]["batches"] == sb["progress"]["batches"] == 6
     assert sa["sched_pretrain"]["last_lr"] == sb["sched_pretrain"]["last_lr"] == pytest.approx(5e-4)
     log = (tmp_path / "part/class0/log.txt").read_text()
@@ -223,10 +224,10 @@ def test_ema_switched_on_at_resume_starts_from_the_trained_generator(tmp_path, t
     import paddle
     out = tmp_path / "run"
     _train_in_process(tiny_config(train_data, out, pretrain=3, adversarial=0))
-    g3 = paddle.load(str(out / "class0/g_final.pdparams"))
+    g3 = load_weights(out / "class0/g_final.safetensors")
     _train_in_process(tiny_config(train_data, out, pretrain=3, adversarial=1,
                                   train={"ema_decay": 0.999}))
-    ema = paddle.load(str(out / "class0/g_final.pdparams"))  # the export is the EMA
+    ema = load_weights(out / "class0/g_final.safetensors")  # the export is the EMA
     for k in g3:  # one step at decay 0.999 moves EMA by 0.1% of the gap: it stays at G
         np.testing.assert_allclose(ema[k].numpy(), g3[k].numpy(), rtol=1e-2, atol=1e-4,
                                    err_msg=k)
@@ -250,7 +251,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_dat
                       val={"dir": None}, log={"every": 3}, checkpoint={"every": 4})
     with pytest.raises(loop.NonFiniteLoss, match=r"non-finite loss.*g_pixel.*step 4\)"):
         _train_in_process(cfg)
-    assert ckpt_step(tmp_path / "out/class0/latest.pdckpt") == 4
+    assert ckpt_step(tmp_path / "out/class0/latest.ckpt.safetensors") == 4
     assert "non-finite" in (tmp_path / "out/class0/log.txt").read_text()
 
 
@@ -262,7 +263,7 @@ def test_sigkill_then_auto_resume(tmp_path, train_data):
         val={"dir": None}, checkpoint={"every": 3}, log={"every": 5}))
     proc = subprocess.Popen([sys.executable, TOOL, "-c", str(cfg)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    latest = out / "class0/latest.pdckpt"
+    latest = out / "class0/latest.ckpt.safetensors"
     deadline = time.time() + 120
     while time.time() < deadline and not (latest.exists() and ckpt_step(latest) >= 9):
         time.sleep(0.2)
@@ -282,7 +283,7 @@ def test_sigkill_then_auto_resume(tmp_path, train_data):
 def test_missing_vgg_weights_fail_before_training(tmp_path, train_data):
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "c.yaml", tiny_config(
-        train_data, out, loss={"vgg_weights": str(tmp_path / "no_vgg.pdparams")}))
+        train_data, out, loss={"vgg_weights": str(tmp_path / "no_vgg.safetensors")}))
     r = subprocess.run([sys.executable, TOOL, "-c", str(cfg)], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0
@@ -335,7 +336,7 @@ def test_train_seconds_survive_resume_and_exclude_validation(tmp_path, train_dat
     with pytest.raises(loop.Interrupted):
         _train_in_process(cfg, stop=stop_after_four)
     wall_first = time.perf_counter() - t0
-    saved = load_checkpoint(tmp_path / "out/class0/latest.pdckpt")["progress"]
+    saved = load_checkpoint(tmp_path / "out/class0/latest.ckpt.safetensors")["progress"]
     assert [p["iteration"] for p in saved["curve"]] == [2, 3, 4]
     first_s = sum(saved["seconds"].values())
     assert first_s + 3 * pause <= wall_first  # three validations, none of them counted
@@ -349,7 +350,7 @@ def test_train_seconds_survive_resume_and_exclude_validation(tmp_path, train_dat
     assert summary["train_seconds"] == pytest.approx(
         sum(ph["seconds"] for ph in summary["phases"].values()), abs=2e-3)
     snaps = sorted(p.name for p in (tmp_path / "out/class0/snapshots").iterdir())
-    assert snaps == [f"step{i:08d}.pdparams" for i in (2, 3, 4, 6)]
+    assert snaps == [f"step{i:08d}.safetensors" for i in (2, 3, 4, 6)]
 
 
 def test_changed_split_is_not_silently_reused(tmp_path, train_data):
@@ -370,7 +371,7 @@ def test_changed_split_is_not_silently_reused(tmp_path, train_data):
     assert r.returncode != 0
     assert "class1: the training split changed since its checkpoint" in r.stderr
     assert "manifest class1.tsv changed" in r.stderr and "--fresh" in r.stderr
-    assert ckpt_step(out / "class0/latest.pdckpt") == 2  # stopped before training anything
+    assert ckpt_step(out / "class0/latest.ckpt.safetensors") == 2  # stopped before training anything
     meta = yaml.safe_load((split / "split.yaml").read_text())
     meta["tvat"]["bounds"] = [b + 0.5 for b in meta["tvat"]["bounds"]]
     (split / "split.yaml").write_text(yaml.safe_dump(meta))
@@ -380,7 +381,7 @@ def test_changed_split_is_not_silently_reused(tmp_path, train_data):
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run(cmd + ["-o", "train.pretrain_iters=3"], capture_output=True, text=True,
                        timeout=300)
-    assert r.returncode == 0 and ckpt_step(out / "class1/latest.pdckpt") == 3
+    assert r.returncode == 0 and ckpt_step(out / "class1/latest.ckpt.safetensors") == 3
 
 
 def _render(raw: str) -> list:

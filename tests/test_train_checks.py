@@ -71,7 +71,7 @@ def test_check_verifies_the_paths_it_names(train_data, tmp_path, capsys):  # noq
     code, res = check(classes=[{"spec": "1-2"}, {"spec": "1-2", "sources": [str(tmp_path / "x")]},
                                {"spec": "2-2"}])
     assert code == 2 and "class 1:" in res.err and "no such folder or manifest" in res.err
-    code, res = check(loss={"vgg_weights": str(tmp_path / "vgg.pdparams")})
+    code, res = check(loss={"vgg_weights": str(tmp_path / "vgg.safetensors")})
     assert code == 2 and "VGG19 weights file" in res.err
     assert not (tmp_path / "out").exists()
 
@@ -101,14 +101,14 @@ def test_truncated_latest_checkpoint_says_what_to_do(train_data, tmp_path):  # n
                       checkpoint={"every": 2}, val={"every": 2})
     _train_in_process(cfg)
     d = tmp_path / "run/class0"
-    latest = d / "latest.pdckpt"
+    latest = d / "latest.ckpt.safetensors"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 3])
     with pytest.raises(CheckpointError) as e:
         _train_in_process(cfg)
     msg = str(e.value)
     assert "unreadable checkpoint" in msg and "written at step 4" in msg
     assert "continue from the best checkpoint (step" in msg
-    assert f"cp {d / 'best.pdckpt'} {latest}" in msg and "--fresh" in msg
+    assert f"cp {d / 'best.ckpt.safetensors'} {latest}" in msg and "--fresh" in msg
 
 
 def test_summary_keeps_a_valid_bundle_of_an_earlier_run(train_data, tmp_path):  # noqa: F811
@@ -123,7 +123,7 @@ def test_summary_keeps_a_valid_bundle_of_an_earlier_run(train_data, tmp_path):  
     s = json.loads((out / "summary.json").read_text())
     assert s["bundle"] == res["bundle"] == str(out / "bundle")
     assert [c["status"] for c in s["classes"]] == ["done", "missing", "done"]
-    w = out / "bundle/class0.pdparams"  # a damaged bundle is not kept
+    w = out / "bundle/class0.safetensors"  # a damaged bundle is not kept
     w.write_bytes(np.zeros(8, np.uint8).tobytes())
     assemble_results(cfg, jobs, tvat, split, log=lambda m: None)
     assert json.loads((out / "summary.json").read_text())["bundle"] is None

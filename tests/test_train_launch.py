@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from conftest import ROOT
+from conftest import load_weights  # noqa: E402
 from test_train import ckpt_step, read_scalars, tiny_config, train_data, write_config  # noqa: F401
 
 
@@ -42,7 +43,7 @@ def test_three_ranks_three_classes(tmp_path, train_data):  # noqa: F811
     for c, (rank,) in summary["placement"].items():
         assert re.search(rf"\[rank {rank}/3\] local rank {rank}, pid \d+, device cpu, classes \[{c}\]",
                          worker_log(tmp_path, rank))
-        assert ckpt_step(out / f"class{c}/latest.pdckpt") == 5
+        assert ckpt_step(out / f"class{c}/latest.ckpt.safetensors") == 5
         steps = [s for s, _ in read_scalars(out / "vdl" / f"class{c}", "loss/g_total")]
         assert steps and steps == sorted(steps)
     assert not (out / "status").exists()
@@ -73,8 +74,8 @@ def test_one_rank_failing_fails_the_launch_and_spares_the_others(tmp_path, train
     failed = json.loads((out / "class0/failed.json").read_text())
     assert "no usable training images" in failed["error"]
     for i in (1, 2):  # the other classes finished, their checkpoints load
-        assert ckpt_step(out / f"class{i}/latest.pdckpt") == 5
-        assert (out / f"class{i}/g_final.pdparams").exists()
+        assert ckpt_step(out / f"class{i}/latest.ckpt.safetensors") == 5
+        assert (out / f"class{i}/g_final.safetensors").exists()
     assert not (out / "bundle").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert [c["status"] for c in summary["classes"]] == ["failed", "done", "done"]
@@ -149,8 +150,8 @@ def test_two_nodes_two_processes_each_without_a_shared_folder(tmp_path, train_da
     import paddle
     for c, (leader, *_) in placement.items():  # bundle weights == the leader's own g_final
         leader_node = ranks[leader][0]
-        got = paddle.load(str(home / f"out/bundle/class{c}.pdparams"))
-        ref = paddle.load(str(leader_node / f"out/class{c}/g_final.pdparams"))
+        got = load_weights(home / f"out/bundle/class{c}.safetensors")
+        ref = load_weights(leader_node / f"out/class{c}/g_final.safetensors")
         assert all(np.array_equal(got[k].numpy(), ref[k].numpy()) for k in ref)
     assert not (other / "out/bundle").exists() and not (other / "out/summary.json").exists()
     assert not (home / "out/status").exists()
@@ -167,7 +168,7 @@ def test_a_killed_rank_fails_the_launch_and_is_named(tmp_path, train_data):  # n
         deadline, victim = time.time() + 200, None
         while time.time() < deadline and victim is None:  # rank 1 trains classes 0 and 1
             ranks = _rank_logs(nodes)
-            if 1 in ranks and (ranks[1][0] / "out/class0/latest.pdckpt").exists():
+            if 1 in ranks and (ranks[1][0] / "out/class0/latest.ckpt.safetensors").exists():
                 victim = int(re.search(r"pid (\d+)", ranks[1][1]).group(1))
             time.sleep(0.3)
         assert victim, "rank 1 never started training"
@@ -186,8 +187,8 @@ def test_a_killed_rank_fails_the_launch_and_is_named(tmp_path, train_data):  # n
     summary = json.loads((home / "out/summary.json").read_text())
     assert [c["status"] for c in summary["classes"]] == ["lost", "lost", "done"]
     assert summary["bundle"] is None and not (home / "out/bundle").exists()
-    assert ckpt_step(home / "out/class2/latest.pdckpt") == 400  # rank 0's class, intact
-    step = ckpt_step(other / "out/class0/latest.pdckpt")  # the killed class: last good one
+    assert ckpt_step(home / "out/class2/latest.ckpt.safetensors") == 400  # rank 0's class, intact
+    step = ckpt_step(other / "out/class0/latest.ckpt.safetensors")  # the killed class: last good one
     assert 20 <= step < 400 and step % 20 == 0
 
 
@@ -204,14 +205,14 @@ def test_extra_rank_is_a_data_parallel_replica(tmp_path, train_data):  # noqa: F
                                                                          **one_class)), nproc=2)
     assert r.returncode == 0, worker_log(tmp_path, 0)[-3000:] + worker_log(tmp_path, 1)[-3000:]
     assert "classes [0] 0 (1-2, replica 1/2)" in worker_log(tmp_path, 1)
-    lead = paddle.load(str(out / "class0/g_final.pdparams"))
-    rep = paddle.load(str(out / "class0/replica1/g_final.pdparams"))
+    lead = load_weights(out / "class0/g_final.safetensors")
+    rep = load_weights(out / "class0/replica1/g_final.safetensors")
     from test_train import _train_in_process
     _train_in_process(tiny_config(train_data, tmp_path / "solo", **one_class))
-    solo = paddle.load(str(tmp_path / "solo/class0/g_final.pdparams"))
+    solo = load_weights(tmp_path / "solo/class0/g_final.safetensors")
     init = _train_in_process(tiny_config(train_data, tmp_path / "zero", **{
         **one_class, "pretrain": 1}))  # (to show the weights moved)
-    first = paddle.load(str(tmp_path / "zero/class0/g_final.pdparams"))
+    first = load_weights(tmp_path / "zero/class0/g_final.safetensors")
     for k in lead:
         np.testing.assert_array_equal(lead[k].numpy(), rep[k].numpy())
         np.testing.assert_allclose(lead[k].numpy(), solo[k].numpy(), rtol=1e-4, atol=1e-6)

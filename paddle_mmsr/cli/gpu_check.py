@@ -139,18 +139,19 @@ def _train_in_process(cfg_dict, stop_after=None):
 
 
 def check_amp_ema(work, data, gpus, device):
-    import paddle
     over = dict(train={"amp": device == "gpu", "ema_decay": 0.9})
     ref = tiny_config(data, work / "amp_ref", device, **over)
     part = tiny_config(data, work / "amp_part", device, **over)
     s = _train_in_process(ref)
     _train_in_process(part, stop_after=6)  # stopped in phase 2, then resumed
     _train_in_process(part)
-    a = paddle.load(str(work / "amp_ref/class0/g_final.pdparams"))
-    b = paddle.load(str(work / "amp_part/class0/g_final.pdparams"))
-    finite = all(np.isfinite(v.numpy()).all() for v in a.values())
-    worst = max(float(np.abs(a[k].numpy() - b[k].numpy()).max()) for k in a)
-    ck = paddle.load(str(work / "amp_part/class0/latest.pdckpt"))
+    from safetensors.numpy import load_file
+    from paddle_mmsr.train.checkpoint import G_FINAL, LATEST, load_checkpoint
+    a = load_file(str(work / "amp_ref/class0" / G_FINAL))
+    b = load_file(str(work / "amp_part/class0" / G_FINAL))
+    finite = all(np.isfinite(v).all() for v in a.values())
+    worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    ck = load_checkpoint(work / "amp_part/class0" / LATEST)
     scalers = sorted(ck["progress"].get("scalers", {}))
     ok = finite and worst <= 1e-5 and (device != "gpu" or scalers)
     return ok, (f"finite {finite}, resumed vs uninterrupted max |dw| {worst:.2g}, scaler states "

@@ -10,11 +10,12 @@ SRGAN's "VGG54" taken before activation as ESRGAN recommends (denser, less
 saturated features). ``relu5_4`` gives SRGAN's original after-ReLU variant.
 
 Weights (``load_vgg19_features``), first found wins:
-  1. ``weights=`` a ``.pdparams`` path or a state dict;
-  2. ``$PADDLE_MMSR_VGG19``, ``~/.cache/paddle_mmsr/vgg19_features.pdparams``,
-     ``<repo>/pretrained/vgg19_features.pdparams``;
-  3. paddle.vision's ImageNet vgg19 download (needs network).
-Otherwise ``VGG19WeightsNotFound``. Random weights only with ``weights="random"``:
+  1. ``weights=`` a ``.safetensors`` path or a state dict;
+  2. ``$PADDLE_MMSR_VGG19``, ``~/.cache/paddle_mmsr/vgg19_features.safetensors``,
+     ``<repo>/pretrained/vgg19_features.safetensors``.
+Otherwise ``VGG19WeightsNotFound`` (``tools/get_vgg19.py`` writes the file).
+Only safetensors files are read: an old ``.pdparams`` (a pickle) is refused
+with the command that converts it, and nothing is downloaded here. Random weights only with ``weights="random"``:
 untrained, drawn from ``seed`` alone (same seed, same weights, whatever the
 state of Paddle's global random generator).
 """
@@ -36,10 +37,11 @@ __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 ENV_VAR = "PADDLE_MMSR_VGG19"
-WEIGHTS_FILE = "vgg19_features.pdparams"
+WEIGHTS_FILE = "vgg19_features.safetensors"
+MAX_WEIGHTS_BYTES = 1 << 30
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "pretrained" / WEIGHTS_FILE
 HINT = ("run `python tools/get_vgg19.py` (writes ~/.cache/paddle_mmsr/"
-        f"vgg19_features.pdparams), set ${ENV_VAR}, or pass weights=PATH")
+        f"{WEIGHTS_FILE}), set ${ENV_VAR}, or pass weights=PATH")
 
 
 class VGG19WeightsNotFound(FileNotFoundError):
@@ -93,21 +95,13 @@ class VGG19Features(nn.Layer):
 
 
 def default_weights_paths() -> list:
-    """Candidate ``.pdparams`` locations, in search order."""
+    """Candidate ``.safetensors`` locations, in search order."""
     paths = []
     if os.environ.get(ENV_VAR):
         paths.append(Path(os.environ[ENV_VAR]).expanduser())
     paths.append(user_cache() / WEIGHTS_FILE)
     paths.append(REPO_WEIGHTS)
     return paths
-
-
-def _download_paddle_vision() -> str:
-    """paddle.vision's ImageNet vgg19 (same file as vgg19(pretrained=True))."""
-    from paddle.utils.download import get_weights_path_from_url
-    from paddle.vision.models.vgg import model_urls
-    url, md5 = model_urls["vgg19"]
-    return get_weights_path_from_url(url, md5)
 
 
 def _find_weights():
@@ -117,12 +111,39 @@ def _find_weights():
     for p in default_weights_paths():
         if p.is_file():
             return str(p)
+    raise VGG19WeightsNotFound(
+        f"No VGG19 weights found (looked in {[str(p) for p in default_weights_paths()]}). "
+        f"To fix: {HINT}.")
+
+
+def _feature_shapes() -> dict:
+    """{features.N.weight/bias: shape} of the whole VGG19 ``features`` (nothing built)."""
+    out, idx, cin = {}, 0, 3
+    for v in VGG19_LAYOUT:
+        if v == "M":
+            idx += 1
+        else:
+            out[f"features.{idx}.weight"], out[f"features.{idx}.bias"] = (v, cin, 3, 3), (v,)
+            idx, cin = idx + 2, v
+    return out
+
+
+def read_vgg19_file(path) -> dict:
+    """{key: array} of a VGG19 safetensors file: a regular file of at most 1 GiB,
+    float32 tensors of VGG19's keys (checked in the header before reading)."""
+    from paddle_mmsr.safe_files import UnsafeFile, checked_file, load_tensors, read_header
     try:
-        return _download_paddle_vision()
-    except Exception as e:  # offline: download fails
-        raise VGG19WeightsNotFound(
-            f"No VGG19 weights found (looked in {[str(p) for p in default_weights_paths()]}; "
-            f"paddle.vision download failed: {e}). To fix: {HINT}.") from None
+        checked_file(path, max_bytes=MAX_WEIGHTS_BYTES, what="VGG19 weights")
+        header, _ = read_header(path, "VGG19 weights")
+    except UnsafeFile as e:
+        raise ValueError(str(e)) from None
+    own = _feature_shapes()
+    for k, (dtype, shape) in header.items():
+        key = k if k.startswith("features.") else "features." + k
+        if key in own and (dtype != "F32" or tuple(shape) != own[key]):
+            raise ValueError(f"{path}: {k} is {dtype} {list(shape)}, expected float32 "
+                             f"{list(own[key])}")
+    return load_tensors(path)
 
 
 def random_vgg19_state(layer: str = "conv5_4", seed: int = 0) -> dict:
@@ -142,7 +163,7 @@ def random_vgg19_state(layer: str = "conv5_4", seed: int = 0) -> dict:
 def load_vgg19_features(layer: str = "conv5_4", weights=None, seed: int = 0) -> VGG19Features:
     """Build ``VGG19Features(layer)`` with real ImageNet weights.
 
-    weights: None (search, see module doc), a ``.pdparams`` path, a state
+    weights: None (search, see module doc), a ``.safetensors`` path, a state
     dict, or "random" (untrained, from ``seed``; only for tests).
     """
     if isinstance(weights, str) and weights == "random":
@@ -151,5 +172,5 @@ def load_vgg19_features(layer: str = "conv5_4", weights=None, seed: int = 0) -> 
         path = _find_weights() if weights is None else str(weights)
         if not os.path.isfile(path):
             raise VGG19WeightsNotFound(f"VGG19 weights file {path} not found; {HINT}")
-        weights = paddle.load(path)
+        weights = read_vgg19_file(path)
     return VGG19Features(layer).load_weights(weights)

@@ -2,7 +2,7 @@
 
 ``manifest.yaml``::
 
-    format: paddle-mmsr-bundle/1
+    format: paddle-mmsr-bundle/2
     scale: 4
     value_range: [0, 1]          # generator input/output range, RGB
     tvat: {tau: 5.0, norm: 10000.0, value_max: 255.0, bounds: [2.0, 4.0]}
@@ -15,8 +15,8 @@
       - id: 0
         spec: "4-6"              # only the generator is used at inference
         generator: {channels: 64, form: fast, head_kernel: 9, tail_kernel: 3}
-        weights: class0.pdparams # generator state dict, float32
-        sha256: ...
+        weights: class0.safetensors  # generator state dict, float32, safetensors
+        sha256: ...              # of the weights file; required
     produced_by: {...}           # free-form: config, iterations, data
 
 Class ``i`` handles TVAT scores in [bounds[i-1], bounds[i]) (see sr/route.py
@@ -24,12 +24,17 @@ for how a tile is scored). A manifest without route_score/route_cell is read
 with the defaults (tile, 32), one without tile/overlap with 128/16: older
 bundles keep their meaning.
 
-Nothing is trusted: unknown keys are refused (with the closest valid key), and
-each weight file must fit the network the manifest describes key for key and
-shape for shape.
+Nothing is trusted (docs/security.md), in this order: the manifest must be a
+regular file of at most 1 MiB; unknown keys are refused (with the closest
+valid key); every number is range-checked before anything is allocated; a
+weights file must be a regular file inside the bundle folder whose sha256 is
+the manifest's; its safetensors header must name exactly the network's keys,
+shapes and float32, before any tensor is read. Format 1 bundles (pickled
+``.pdparams``) are refused with the command that converts them.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,11 +44,24 @@ import yaml
 from paddle_mmsr import sha256_file
 from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
+from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.safe_files import (UnsafeFile, checked_file, convert_hint, load_tensors,
+                                    read_capped, read_header, save_tensors)
 from paddle_mmsr.data.tvat import TVATSettings
 from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
 
-FORMAT = "paddle-mmsr-bundle/1"
+FORMAT = "paddle-mmsr-bundle/2"
+LEGACY_FORMATS = ("paddle-mmsr-bundle/1",)  # pickled .pdparams weights: converted, not loaded
 MANIFEST = "manifest.yaml"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 1 << 30
+# ranges of the manifest's numbers, checked before anything is allocated
+LIMITS = {"scale": (2, 8), "blocks": (1, 64), "d_layers": (1, 64), "channels": (1, 256),
+          "kernel": (1, 15), "classes": (1, 16), "route_cell": (1, 4096), "tile": (8, 4096)}
+
+
+def weights_name(class_id: int) -> str:
+    return f"class{class_id}.safetensors"
 
 
 class BundleError(Exception):
@@ -81,25 +99,43 @@ class Bundle:
 
     def build_generator(self, entry: ClassEntry, load_weights: bool = True):
         """The class's generator (dygraph, eval mode), weights loaded and checked."""
-        import paddle
         g = build_generator(entry.spec, scale=self.scale, **entry.generator)
         if load_weights:
-            path = self.weight_path(entry)
-            if not path.exists():
-                raise BundleError(f"{path}: weight file of class {entry.id} is missing")
-            if entry.sha256 and sha256_file(path) != entry.sha256:
-                raise BundleError(f"{path}: sha256 does not match the manifest "
-                                  "(file changed or corrupt)")
-            try:
-                state = paddle.load(str(path))
-            except Exception as e:
-                raise BundleError(f"{path}: unreadable weight file ({type(e).__name__}: {e})"
-                                  ) from None
-            check_state_dict(g, state, f"{path} (class {entry.id}: spec {entry.spec}, "
-                                       f"scale {self.scale}, generator {entry.generator})")
-            g.set_state_dict(state)
+            g.set_state_dict(self.class_state(entry, g))
         g.eval()
         return g
+
+    def verified_weights(self, entry: ClassEntry) -> Path:
+        """The class's weights file, checked: a regular file inside the bundle folder
+        whose sha256 is the manifest's (an in-memory bundle without one: not hashed)."""
+        try:
+            path = checked_file(entry.weights, self.root, MAX_WEIGHTS_BYTES,
+                                f"weights of class {entry.id}")
+        except UnsafeFile as e:
+            raise BundleError(str(e)) from None
+        if entry.sha256 and sha256_file(path) != entry.sha256:
+            raise BundleError(f"{path}: sha256 does not match the manifest "
+                              "(file changed or corrupt)")
+        return path
+
+    def class_state(self, entry: ClassEntry, layer=None) -> dict:
+        """{key: float32 array} of the class's weights: file checked, header checked
+        against ``layer`` (built from the manifest if None) before reading tensors."""
+        path = self.verified_weights(entry)
+        what = (f"{path} (class {entry.id}: spec {entry.spec}, scale {self.scale}, "
+                f"generator {entry.generator})")
+        try:
+            header, _ = read_header(path, f"weights of class {entry.id}")
+        except UnsafeFile as e:
+            raise BundleError(str(e)) from None
+        if layer is None:
+            layer = build_generator(entry.spec, scale=self.scale, **entry.generator)
+        check_state_dict(layer, header, what)
+        try:
+            return load_tensors(path)
+        except Exception as e:
+            raise BundleError(f"{path}: unreadable weight file ({type(e).__name__}: {e})"
+                              ) from None
 
     def check_weights(self) -> None:
         """BundleError unless every class's weight file fits its manifest entry."""
@@ -116,11 +152,18 @@ class Bundle:
 
 
 def check_state_dict(layer, state, what: str) -> None:
-    """BundleError naming every key of ``state`` missing, unexpected or of the wrong shape."""
+    """BundleError naming every key of ``state`` missing, unexpected, of the wrong
+    shape or not float32. ``state``: {key: array} or a safetensors header
+    {key: (dtype, shape)}."""
     if not isinstance(state, dict):
         raise BundleError(f"{what}: not a state dict")
     own = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
-    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    got, dtypes = {}, {}
+    for k, v in state.items():
+        if isinstance(v, tuple):
+            dtypes[k], got[k] = v
+        else:
+            got[k] = tuple(getattr(v, "shape", ()))
     problems = []
     for label, keys in (("missing", [k for k in own if k not in got]),
                         ("unexpected", [k for k in got if k not in own])):
@@ -130,6 +173,9 @@ def check_state_dict(layer, state, what: str) -> None:
               for k in own if k in got and got[k] != own[k]]
     if shapes:
         problems.append(f"{len(shapes)} keys of the wrong shape: {_first(shapes)}")
+    wrong = [f"{k} {d}" for k, d in dtypes.items() if d.lower() not in ("f32", "float32")]
+    if wrong:
+        problems.append(f"{len(wrong)} keys not float32: {_first(wrong)}")
     if problems:
         raise BundleError(f"{what}: the weights do not fit the manifest's network; "
                           + "; ".join(problems))
@@ -166,22 +212,107 @@ def check_manifest_keys(m: dict, path) -> None:
         _check_keys(c.get("generator") or {}, gen_keys, f"{path}: classes[{i}].generator")
 
 
+def _number(value, name: str, lo=None, hi=None, integer: bool = False):
+    """``value`` if it is a finite number (an int if ``integer``) in [lo, hi], else BundleError."""
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or (not integer and not math.isfinite(value)):
+        raise BundleError(f"{name} must be a finite {'integer' if integer else 'number'}, "
+                          f"got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BundleError(f"{name} must be in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def check_ranges(m: dict, path) -> None:
+    """Types and ranges of every manifest number that sizes an allocation or a loop."""
+    lim = LIMITS
+    _number(m.get("scale"), f"{path}: scale", *lim["scale"], integer=True)
+    tv = m.get("tvat")
+    if not isinstance(tv, dict):
+        raise BundleError(f"{path}: tvat must be a mapping, got {tv!r}")
+    for k in ("tau", "norm", "value_max"):
+        if k in tv:
+            _number(tv[k], f"{path}: tvat.{k}", 0 if k == "tau" else 1e-12, 1e12)
+    bounds = tv.get("bounds", [])
+    if not isinstance(bounds, list) or len(bounds) >= lim["classes"][1]:
+        raise BundleError(f"{path}: tvat.bounds must be a list of fewer than "
+                          f"{lim['classes'][1]} numbers, got {bounds!r}")
+    for i, b in enumerate(bounds):
+        _number(b, f"{path}: tvat.bounds[{i}]")
+    if m.get("flat_bound") is not None:
+        _number(m["flat_bound"], f"{path}: flat_bound")
+    if "route_cell" in m:
+        _number(m["route_cell"], f"{path}: route_cell", *lim["route_cell"], integer=True)
+    for k in ("tile", "overlap"):
+        if m.get(k) is not None:
+            _number(m[k], f"{path}: {k}", 0 if k == "overlap" else lim["tile"][0],
+                    lim["tile"][1], integer=True)
+    for i, c in enumerate(m["classes"]):
+        where = f"{path}: classes[{i}]"
+        _number(c.get("id"), f"{where}.id", 0, lim["classes"][1] - 1, integer=True)
+        for k in ("weights", "sha256", "spec"):
+            if not isinstance(c.get(k), str):
+                raise BundleError(f"{where}.{k} must be a string, got {c.get(k)!r}")
+        if len(c["sha256"]) != 64 or any(ch not in "0123456789abcdef" for ch in c["sha256"]):
+            raise BundleError(f"{where}.sha256 must be 64 lowercase hex digits, "
+                              f"got {c['sha256']!r}")
+        try:
+            spec = ModelSpec.parse(c["spec"])
+        except ValueError as e:
+            raise BundleError(f"{where}.spec: {e}") from None
+        _number(spec.g_blocks, f"{where}.spec generator blocks", *lim["blocks"], integer=True)
+        _number(spec.d_layers, f"{where}.spec discriminator layers", *lim["d_layers"],
+                integer=True)
+        if spec.channels is not None:
+            _number(spec.channels, f"{where}.spec width", *lim["channels"], integer=True)
+        gen = c.get("generator") or {}
+        if "channels" in gen:
+            _number(gen["channels"], f"{where}.generator.channels", *lim["channels"],
+                    integer=True)
+        for k in ("head_kernel", "tail_kernel"):
+            if k in gen:
+                _number(gen[k], f"{where}.generator.{k}", *lim["kernel"], integer=True)
+                if gen[k] % 2 == 0:
+                    raise BundleError(f"{where}.generator.{k} must be odd, got {gen[k]}")
+        if "form" in gen and gen["form"] not in FORMS:
+            raise BundleError(f"{where}.generator.form must be one of {FORMS}, "
+                              f"got {gen['form']!r}")
+
+
+def read_manifest(root) -> dict:
+    """The manifest's mapping: a regular file inside ``root``, at most 1 MiB, YAML."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not os.path.lexists(path):
+        raise BundleError(f"{root}: not a bundle (no {MANIFEST})")
+    try:
+        checked_file(MANIFEST, root, MAX_MANIFEST_BYTES, "bundle manifest")
+        text = read_capped(path, MAX_MANIFEST_BYTES, "bundle manifest")
+    except UnsafeFile as e:
+        raise BundleError(str(e)) from None
+    try:
+        m = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BundleError(f"{path}: invalid YAML ({e})") from None
+    fmt = m.get("format") if isinstance(m, dict) else m
+    if fmt in LEGACY_FORMATS:
+        raise BundleError(f"{root}: a {fmt} bundle: its weights are pickles (.pdparams), which "
+                          f"can run code when loaded, so it is not loaded; {convert_hint(root)}")
+    if not isinstance(m, dict) or fmt != FORMAT:
+        raise BundleError(f"{path}: unknown bundle format {fmt!r}")
+    return m
+
+
 def load_bundle(root) -> Bundle:
     root = Path(root)
     path = root / MANIFEST
-    if not path.exists():
-        raise BundleError(f"{root}: not a bundle (no {MANIFEST})")
-    try:
-        m = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise BundleError(f"{path}: invalid YAML ({e})") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise BundleError(f"{path}: unknown bundle format {m.get('format') if isinstance(m, dict) else m!r}")
+    m = read_manifest(root)
     check_manifest_keys(m, path)
+    check_ranges(m, path)
     try:
         classes = [ClassEntry(id=int(c["id"]), spec=str(ModelSpec.parse(c["spec"])),
                               weights=c["weights"], generator=dict(c.get("generator") or {}),
-                              sha256=c.get("sha256", "")) for c in m["classes"]]
+                              sha256=c["sha256"]) for c in m["classes"]]
         tv = TVATSettings(**m["tvat"])
         b = Bundle(root=root, scale=int(m["scale"]), tvat=tv, classes=classes,
                    flat_bound=m.get("flat_bound"),
@@ -207,12 +338,25 @@ def load_bundle(root) -> Bundle:
     return b
 
 
+def load_class_state(bundle_dir, class_index: int) -> dict:
+    """{key: float32 numpy array}: the generator weights of one class of a bundle,
+    verified (manifest, file, sha256, header keys and shapes) before reading."""
+    b = load_bundle(bundle_dir)
+    entry = next((c for c in b.classes if c.id == class_index), None)
+    if entry is None:
+        raise BundleError(f"{bundle_dir}: no class {class_index} (classes "
+                          f"{[c.id for c in b.classes]})")
+    return b.class_state(entry)
+
+
 def earlier_bundle(root, log=print) -> str | None:
     """``root`` if it holds a valid bundle (manifest, weights matching their sha256),
     else None: a summary must not say "no bundle" while a usable one is on disk."""
     try:
         b = load_bundle(root)
-        if all(c.sha256 and sha256_file(b.weight_path(c)) == c.sha256 for c in b.classes):
+        for c in b.classes:
+            b.verified_weights(c)
+        if b.classes:
             log(f"the bundle of an earlier run is still valid and kept: {root}")
             return str(root)
     except (BundleError, OSError):
@@ -234,14 +378,9 @@ def write_manifest(bundle: Bundle) -> Path:
 
 
 def save_weights(layer, path) -> Path:
-    """Save a layer's state dict (float32) atomically."""
-    import paddle
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    paddle.save({k: v.astype("float32") for k, v in layer.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-    return path
+    """Save a layer's state dict (float32) atomically, as safetensors."""
+    return save_tensors(path, {k: v.astype("float32").numpy()
+                               for k, v in layer.state_dict().items()})
 
 
 def make_bundle(root, generators: list, tvat: TVATSettings, scale: int = 4,
@@ -254,7 +393,7 @@ def make_bundle(root, generators: list, tvat: TVATSettings, scale: int = 4,
     root = Path(root)
     classes = []
     for i, (spec, options, layer) in enumerate(generators):
-        name = f"class{i}.pdparams"
+        name = weights_name(i)
         save_weights(layer, root / name)
         classes.append(ClassEntry(id=i, spec=str(ModelSpec.parse(spec)), weights=name,
                                   generator=dict(options)))

@@ -3,10 +3,14 @@ Paddle Inference (oneDNN on CPU; CUDA / TensorRT on a GPU build). Dygraph is
 the fallback and has the same interface: ``runner.run(x)`` maps an NCHW
 float32 batch to its upscaled NCHW float32 batch, and is thread-safe.
 
-The export is cached in ``<bundle>/inference_cache/<sha256 of weights>/``;
-changed weights give a new folder (old ones are pruned), so a stale export is
-never used; ``meta.json`` holds the sha256 of the exported files, so a damaged
-export is rebuilt. A read-only bundle caches under ``~/.cache/paddle_mmsr``.
+The export is cached under the user cache only (``~/.cache/paddle_mmsr/
+inference_cache/<key>/``, or ``cache_dir`` if given), never in a bundle folder
+(whatever a bundle ships there is ignored). ``<key>`` is a hash of the verified
+weights' sha256 and the exporter's version (Paddle, network code, export
+format), so a stale export is never used; ``meta.json`` holds the sha256 of
+the exported files, so a damaged export is rebuilt. Each entry holds the
+marker file ``MARKER``: pruning removes only marked folders (never through a
+link) of another exporter version.
 
 ``backend="auto"`` falls back to dygraph only for an ``ExportLimitation`` (a
 known, named reason); any other export error is raised.
@@ -32,6 +36,7 @@ __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_ge
 BACKENDS = ("auto", "inference", "dygraph")
 DEVICES = ("cpu", "gpu")
 CACHE_DIR = "inference_cache"
+MARKER = ".paddle-mmsr-export"  # in every cache entry this module made
 _EXPORT_LOCK = threading.Lock()
 EXPORT_FORMAT = 2  # 2: PReLU exported as LeakyReLU (see _fast_activations)
 # Paddle 3.3's oneDNN fusions that build a fused conv with a leaky_relu crash
@@ -171,16 +176,12 @@ class PredictorRunner:
             self._idle.put(pred)
 
 
-def cache_root(bundle, cache_dir=None) -> Path:
-    """Where exports live: ``cache_dir``, else the bundle's, else the user cache."""
+def cache_root(bundle=None, cache_dir=None) -> Path:
+    """Where exports live: ``cache_dir`` as given, else the user cache (never a bundle)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    root = Path(bundle.root) / CACHE_DIR
-    if os.access(root if root.exists() else bundle.root, os.W_OK):
-        return root
-    tag = sha256_text(str(Path(bundle.root).resolve()))[:16]
     from paddle_mmsr import user_cache
-    return user_cache() / CACHE_DIR / tag
+    return user_cache() / CACHE_DIR
 
 
 def sha256_text(text: str) -> str:
@@ -188,12 +189,16 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _export_meta(bundle, entry) -> dict:
+def _exporter_version() -> dict:
     import paddle
     from paddle_mmsr.models import generator  # a changed network definition re-exports
-    return {"spec": str(entry.spec), "generator": dict(entry.generator), "scale": bundle.scale,
-            "paddle": paddle.__version__, "code": sha256_file(generator.__file__)[:16],
+    return {"paddle": paddle.__version__, "code": sha256_file(generator.__file__)[:16],
             "export": EXPORT_FORMAT}
+
+
+def _export_meta(bundle, entry, weights_sha: str) -> dict:
+    return {"spec": str(entry.spec), "generator": dict(entry.generator), "scale": bundle.scale,
+            "weights": weights_sha, **_exporter_version()}
 
 
 def _fast_activations(layer) -> None:
@@ -230,7 +235,9 @@ def _require_inference() -> None:
 def _make_cache_folder(root: Path) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+        (tmp / MARKER).write_text("made by paddle_mmsr.sr.inference\n")
+        return tmp
     except OSError as e:  # read-only, full, or not a folder
         raise ExportLimitation(f"no writable folder for the export cache ({e})") from None
 
@@ -241,12 +248,12 @@ def export_generator(bundle, entry, cache_dir=None) -> tuple:
     import paddle
     _require_inference()
     root = cache_root(bundle, cache_dir)
-    sha = sha256_file(bundle.weight_path(entry))
-    final = root / sha
-    meta = _export_meta(bundle, entry)
+    sha = sha256_file(bundle.verified_weights(entry))  # the manifest's, when it has one
+    meta = _export_meta(bundle, entry, sha)
+    final = root / sha256_text(json.dumps(meta, sort_keys=True))[:32]
     with _EXPORT_LOCK:
-        files = _model_files(final)
-        if files and _read_meta(final) == {**meta, "files": _file_hashes(files)}:
+        files = _valid_export(final, meta)
+        if files:
             return files
         layer = bundle.build_generator(entry)  # checks the manifest sha256 too
         _fast_activations(layer)
@@ -256,16 +263,19 @@ def export_generator(bundle, entry, cache_dir=None) -> tuple:
             paddle.jit.save(layer, str(tmp / "model"), input_spec=[spec])
             meta["files"] = _file_hashes(_model_files(tmp))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            if final.exists():
+            if _ours(final):  # damaged: rebuilt
                 shutil.rmtree(final, ignore_errors=True)
             try:
                 os.rename(tmp, final)
             except OSError:  # another process finished the same export first
-                if not _model_files(final):
-                    raise
+                pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return _model_files(final)
+        files = _valid_export(final, meta)
+        if not files:
+            raise ExportLimitation(f"{final}: in the way of the export and not one of ours "
+                                   "(no marker file); remove it or pass another cache folder")
+        return files
 
 
 def _read_meta(folder: Path):
@@ -275,16 +285,33 @@ def _read_meta(folder: Path):
         return None
 
 
-def prune_cache(bundle, cache_dir=None) -> list:
-    """Remove exports of weights no class uses any more; returns what was removed."""
+def _valid_export(folder: Path, meta: dict):
+    """(model, params) of an export of ours made with ``meta`` whose files are intact."""
+    files = _ours(folder) and _model_files(folder)
+    saved = _read_meta(folder) if files else None
+    if not saved or saved.get("files") != _file_hashes(files):
+        return None
+    return files if all(saved.get(k) == v for k, v in meta.items() if k != "files") else None
+
+
+def _ours(folder: Path) -> bool:
+    """A real folder (not a link) holding this module's marker file."""
+    return (not folder.is_symlink() and folder.is_dir() and not (folder / MARKER).is_symlink()
+            and (folder / MARKER).is_file())
+
+
+def prune_cache(bundle=None, cache_dir=None) -> list:
+    """Remove exports made by another exporter version (they are never used again):
+    only folders of ours (marker file, not links); returns what was removed."""
     root = cache_root(bundle, cache_dir)
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return []
-    keep = {sha256_file(bundle.weight_path(c)) for c in bundle.classes
-            if bundle.weight_path(c).exists()}
-    removed = []
+    now, removed = _exporter_version(), []
     for d in root.iterdir():
-        if d.is_dir() and not d.name.startswith(".") and d.name not in keep:
+        if d.name.startswith(".") or not _ours(d):
+            continue
+        meta = _read_meta(d) or {}
+        if any(meta.get(k) != v for k, v in now.items()):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed

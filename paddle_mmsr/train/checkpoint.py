@@ -1,20 +1,36 @@
 """Training checkpoints: one file holding everything to continue a class run.
 
+A safetensors file: the tensors (weights, optimizer moments, numpy's random
+state array) as tensors, everything else (step, random states, optimizer
+scalars, schedule) as JSON in its header's metadata (see safe_files.py).
+Nothing in it can run code when loaded. Old ``.pdckpt`` files are refused
+with the command that converts them.
+
 Written atomically (temp file in the same folder, fsync, rename), so a run
-killed at any moment leaves the previous file intact. ``latest.pdckpt`` is
-rewritten every checkpoint interval, ``best.pdckpt`` when val PSNR improves.
+killed at any moment leaves the previous file intact. ``latest.ckpt.safetensors`` is
+rewritten every checkpoint interval, ``best.ckpt.safetensors`` when val PSNR improves.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import paddle
 
+from paddle_mmsr.safe_files import (LegacyFile, UnsafeFile, checked_file, dumps, load_tensors,
+                                    pack_state, read_header, refuse_legacy, save_tensors,
+                                    unpack_state)
+
 FORMAT = "paddle-mmsr-ckpt/1"
-LATEST, BEST = "latest.pdckpt", "best.pdckpt"
+LATEST, BEST = "latest.ckpt.safetensors", "best.ckpt.safetensors"
+LEGACY_LATEST = "latest.pdckpt"
+G_FINAL = "g_final.safetensors"  # a class's final generator weights (bundle.save_weights)
+# temp files of save_tensors: .<name>.<pid>.tmp
+_TMP = re.compile(r"^\.(?:latest|best)\.(?:ckpt\.safetensors|pdckpt)\.(\d+)\.tmp$")
 
 
 class CheckpointError(RuntimeError):
@@ -83,27 +99,28 @@ def load_scaler_state(scalers: dict, saved: dict) -> None:
 
 def save_checkpoint(path, state: dict) -> Path:
     """Atomically write ``state`` (nested dict of tensors and plain values)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        paddle.save({"format": FORMAT, **state}, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    tensors: dict = {}
+    tree = pack_state({"format": FORMAT, **state}, tensors)
+    return save_tensors(path, tensors, {"format": FORMAT, "state": dumps(tree)})
 
 
 def load_checkpoint(path) -> dict:
     path = Path(path)
-    if not path.is_file():
+    if path.suffix == ".pdckpt" or not path.is_file():
+        if not path.is_file() and path.name == LATEST and path.with_name(LEGACY_LATEST).exists():
+            path = path.with_name(LEGACY_LATEST)  # an older run's: refused, with the fix
+        try:
+            refuse_legacy(path, "training checkpoint")
+        except LegacyFile as e:
+            raise CheckpointError(str(e)) from None
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = paddle.load(str(path))
-    except Exception as e:
+        checked_file(path, what="checkpoint")
+        _, meta = read_header(path, "checkpoint")
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a paddle-mmsr training checkpoint")
+        state = unpack_state(json.loads(meta["state"]), load_tensors(path), paddle.to_tensor)
+    except (UnsafeFile, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: "
                               f"{str(e).strip()[:200]}){_what_now(path)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -111,8 +128,36 @@ def load_checkpoint(path) -> dict:
     return state
 
 
+def remove_orphan_temps(folder) -> list:
+    """Remove checkpoint temp files (``.latest.ckpt.safetensors.<pid>.tmp``, and the
+    older ``.latest.pdckpt.<pid>.tmp``) that a killed run left: only regular files
+    of this name pattern whose process is gone."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TMP.match(p.name)
+        if m and not _alive(int(m.group(1))) and p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a temp of ours that outlived its write
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
+
+
 def _what_now(path: Path) -> str:
-    """For a damaged latest.pdckpt: the ways to go on, with the steps they restart from."""
+    """For a damaged latest checkpoint: the ways to go on, with the steps they restart from."""
     if path.name != LATEST:
         return ""
     best, log = path.with_name(BEST), path.with_name("log.txt")
@@ -124,7 +169,7 @@ def _what_now(path: Path) -> str:
     ways = []
     if best.is_file():
         try:
-            step = paddle.load(str(best))["progress"]["step"]
+            step = load_checkpoint(best)["progress"]["step"]
             ways.append(f"continue from the best checkpoint (step {step}): "
                         f"cp {best} {path}, then run again")
         except Exception:

@@ -4,7 +4,7 @@ Each class run appends ``{"train_seconds", "iteration", "psnr_y"}`` to its
 curve at every validation (``train_seconds`` counts training steps only, not
 validation, pictures or checkpoints, and is kept in the checkpoint, so it
 continues across resumes) and keeps the validated generator as
-``class<c>/snapshots/step<iteration>.pdparams``. After the last class the
+``class<c>/snapshots/step<iteration>.safetensors``. After the last class the
 routed curve puts the class snapshots of one iteration together as a bundle
 and scores the whole routed reconstruction on the val set. A class whose run
 ended earlier takes part with its last snapshot.
@@ -21,17 +21,17 @@ from pathlib import Path
 
 SNAPSHOTS = "snapshots"
 ROUTED_CACHE = "routed_curve.json"
-_STEP = re.compile(r"step(\d+)\.pdparams$")
+_STEP = re.compile(r"step(\d+)\.safetensors$")
 
 
 def snapshot_path(class_dir, iteration: int) -> Path:
-    return Path(class_dir) / SNAPSHOTS / f"step{iteration:08d}.pdparams"
+    return Path(class_dir) / SNAPSHOTS / f"step{iteration:08d}.safetensors"
 
 
 def snapshot_steps(class_dir) -> dict:
     """{iteration: snapshot file} of one class folder."""
     out = {}
-    for p in (Path(class_dir) / SNAPSHOTS).glob("step*.pdparams"):
+    for p in (Path(class_dir) / SNAPSHOTS).glob("step*.safetensors"):
         m = _STEP.search(p.name)
         if m:
             out[int(m.group(1))] = p

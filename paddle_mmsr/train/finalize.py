@@ -7,27 +7,28 @@ import shutil
 import time
 from pathlib import Path
 
-from paddle_mmsr.sr.bundle import Bundle, ClassEntry, write_manifest
+from paddle_mmsr.sr.bundle import Bundle, ClassEntry, weights_name, write_manifest
+from paddle_mmsr.train.checkpoint import G_FINAL
 
 
 def assemble_bundle(bundle_dir, jobs, tvat, scale: int, produced_by: dict,
                     weights: dict | None = None) -> Path:
     """Write each class's final generator into ``bundle_dir`` and the manifest.
 
-    ``weights``: {class: bytes of its g_final.pdparams} as received from the
-    ranks; None copies ``<class dir>/g_final.pdparams`` (``--assemble``)."""
+    ``weights``: {class: bytes of its g_final.safetensors} as received from the
+    ranks; None copies ``<class dir>/g_final.safetensors`` (``--assemble``)."""
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for job in jobs:
-        name = f"class{job.id}.pdparams"
+        name = weights_name(job.id)
         tmp = bundle_dir / f".{name}.tmp"
         if weights is not None:
             if job.id not in weights:
                 raise RuntimeError(f"class {job.id}: no final weights were received")
             tmp.write_bytes(weights[job.id])
         else:
-            src = job.dir / "g_final.pdparams"
+            src = job.dir / G_FINAL
             if not src.exists():
                 raise FileNotFoundError(f"{src}: class {job.id} has no final weights")
             shutil.copyfile(src, tmp)

@@ -24,7 +24,8 @@ from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream, warm_then
 from paddle_mmsr.train.builders import build_networks, build_optimizers
 from paddle_mmsr.train.curves import snapshot_path, snapshot_steps
-from paddle_mmsr.train.checkpoint import (BEST, LATEST, load_checkpoint, load_portable_optimizer_state,
+from paddle_mmsr.train.checkpoint import (BEST, G_FINAL, LATEST, LEGACY_LATEST, load_checkpoint,
+                         remove_orphan_temps, load_portable_optimizer_state,
                          load_scaler_state, portable_optimizer_state, rng_state, save_checkpoint,
                          scaler_state, set_rng_state)
 from paddle_mmsr.train.monitor import Monitor
@@ -90,7 +91,7 @@ def check_split_unchanged(job: ClassJob, state: dict | None = None) -> None:
     """Raise SplitChanged if ``job``'s checkpoint was made on other training data."""
     latest = job.dir / LATEST
     if state is None:
-        if not latest.exists():
+        if not (latest.exists() or latest.with_name(LEGACY_LATEST).exists()):
             return
         state = load_checkpoint(latest)
     saved = state.get("data")
@@ -225,7 +226,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
                 console: bool = True, replica=None) -> dict:
     """Train one class to the end (or until ``stop()``); returns its summary dict.
 
-    resume: "auto" (continue from latest.pdckpt if present), "require"
+    resume: "auto" (continue from the latest checkpoint if present), "require"
     (fail without one) or "fresh" (ignore it). ``replica``: this rank's place
     among the ranks training the class together (``train.replicas``).
     """
@@ -237,6 +238,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
     tc, P, A = cfg.train, cfg.train.pretrain_iters, cfg.train.adversarial_iters
     total = P + A
     job.dir.mkdir(parents=True, exist_ok=True)
+    remove_orphan_temps(job.dir)
     paddle.seed(cfg.seed * 1000 + job.id)
     np.random.seed(cfg.seed * 1000 + job.id)
 
@@ -245,7 +247,7 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
     opts = build_optimizers(cfg, nets)
     progress = Progress()
     latest = job.dir / LATEST
-    if resume != "fresh" and latest.exists():
+    if resume != "fresh" and (latest.exists() or latest.with_name(LEGACY_LATEST).exists()):
         progress = _restore(load_checkpoint(latest), nets, opts, job)
     elif resume == "require":
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from")
@@ -293,10 +295,10 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         ClassTrainer(cfg, job, nets, opts, progress, dataset, val_images, vgg, mon,
                      replica, warm).run(stop)
         g_out = nets["ema"] or nets["g"]
-        save_weights(g_out, job.dir / "g_final.pdparams")
+        save_weights(g_out, job.dir / G_FINAL)
         summary = class_summary(cfg, job, progress, time.time() - t_start)
         (job.dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        mon.info(f"done: {job.dir / 'g_final.pdparams'}")
+        mon.info(f"done: {job.dir / G_FINAL}")
         return summary
     except Exception as e:
         if not isinstance(e, Interrupted):
@@ -467,7 +469,7 @@ class ClassTrainer:
         return improved
 
     def checkpoint(self, reason: str, best: bool = False) -> None:
-        """latest.pdckpt (and best.pdckpt), refused when the weights went non-finite."""
+        """The latest checkpoint (and the best), refused when the weights went non-finite."""
         p = self.progress
         if not _all_finite(self.g) or (self.d is not None and not _all_finite(self.d)):
             raise NonFiniteLoss(f"{self.job.name}: non-finite weights at step {p.step}; "
@@ -497,4 +499,4 @@ def class_summary(cfg, job: ClassJob, progress: Progress, wall: float) -> dict:
             if progress.best_step >= 0 else None,
             "last_val": progress.last_val or None,
             "curve": progress.curve,
-            "weights": str(job.dir / "g_final.pdparams")}
+            "weights": str(job.dir / G_FINAL)}

