@@ -5,7 +5,8 @@
         --single pretrained/srgan_16-8_x4_psnr \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
         --train-summary RUN_DIR/summary.json [OTHER_SUMMARY ...] \
-        --out docs/benchmark.md --plot benchmarks/results/benchmark.png
+        --out report.md --plot benchmarks/results/benchmark.png --json benchmarks/results/benchmark.json
+    python benchmarks/results_page.py    # docs/results.md from the JSON
 
 Methods, run on the same images in one process: bicubic; the single model on
 the whole image (one tile); the single model tiled; MMSR routed (one row per
@@ -229,7 +230,9 @@ def main(argv=None):
     if a.plot:
         plot(qrows, a.plot)
     if a.json:
-        Path(a.json).write_text(json.dumps({"quality": qrows, "training": trows}, indent=1))
+        recorded = {"date": time.strftime("%Y-%m-%d"), "machine": machine(a.backend)}
+        Path(a.json).write_text(json.dumps({"quality": qrows, "training": trows,
+                                            "recorded": recorded}, indent=1))
     return 0
 
 

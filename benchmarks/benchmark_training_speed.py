@@ -3,7 +3,7 @@
 
     python benchmarks/benchmark_training_speed.py --single output/srgan_16-8_x4 --mmsr output/mmsr_x4
         [--ranks 3] [-o benchmarks/results/training_speed.json] [--plot benchmarks/results/training_speed.png]
-        [--doc docs/benchmark.md]
+        [--doc FILE.md]
 
 Reads the routed curves of the two runs' summary.json (PSNR-Y of the routed
 reconstruction on the val set at each validation, against cumulative
@@ -230,6 +230,7 @@ def main(argv=None) -> int:
     res["machine"] = (f"read on {platform.machine()}, {os.cpu_count()} CPUs; trained on "
                       f"{', '.join(res['devices'])}")
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+    res["recorded"] = {"date": time.strftime("%Y-%m-%d"), "machine": res["machine"]}
     Path(a.output).write_text(json.dumps(res, indent=1))
     if a.plot:
         plot(res, a.plot)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -189,7 +191,9 @@ def main(argv=None) -> int:
         cpu = {"single": cpu_seconds(a.times[0]), "mmsr": cpu_seconds(a.times[1])}
     command = "python benchmarks/compare_eval.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = {"command": command, "results": res, "training_cpu_seconds": cpu,
-           "mmsr": str(a.mmsr), "single": str(a.single)}
+           "mmsr": str(a.mmsr), "single": str(a.single),
+           "recorded": {"date": time.strftime("%Y-%m-%d"),
+                        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}}
     text = markdown({k: {m: x for m, x in v.items() if isinstance(x, dict)}
                      for k, v in res.items()}, cpu, command)
     for k, v in res.items():

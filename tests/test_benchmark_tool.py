@@ -7,8 +7,8 @@ from paddle_mmsr.image.io import write_image
 from paddle_mmsr.image.resize import imresize
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "benchmarks" / "benchmark.py")
+def _tool(name="benchmark"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -60,3 +60,13 @@ def test_plot_has_a_psnr_and_a_niqe_row_per_data_set(tmp_path):
     bench.plot([{**r, "niqe": None} for r in rows], tmp_path / "q.png")
     one_row = Image.open(tmp_path / "q.png").size
     assert two_rows[0] == one_row[0] and two_rows[1] > one_row[1] * 1.5
+
+
+def test_results_page_is_built_from_the_recorded_outputs():
+    """docs/results.md is what benchmarks/results_page.py makes of benchmarks/results/."""
+    text = _tool("results_page").page()
+    assert (ROOT / "docs" / "results.md").read_text() == text
+    bench = json.loads((ROOT / "benchmarks" / "results" / "benchmark.json").read_text())
+    for q in bench["quality"]:  # every recorded row is on the page, with its date
+        assert f"| {bench['recorded']['date']} | {bench['recorded']['machine']} | {q['data']} | " \
+               f"{q['method']} | {q['psnr']:.2f} |" in text

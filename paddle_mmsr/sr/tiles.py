@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_TILE", "DEFAULT_OVERLAP", "tile_starts", "balanced_starts", "TileGrid"]
 
-DEFAULT_TILE = 128     # LR px; chosen by measurement, see docs/reconstruction.md
+DEFAULT_TILE = 128     # LR px; chosen by measurement, see benchmarks/README.md
 DEFAULT_OVERLAP = 16   # LR px
 
 
