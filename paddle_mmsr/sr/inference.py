@@ -48,10 +48,12 @@ class ExportLimitation(RuntimeError):
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """The user's OMP_NUM_THREADS, else one thread per physical core (runtime.py)."""
+    user = os.environ.get("OMP_NUM_THREADS", "")
+    if user.isdigit() and int(user) > 0:
+        return int(user)
+    from paddle_mmsr.runtime import physical_cores
+    return physical_cores()
 
 
 def parse_device(device: str) -> tuple:
