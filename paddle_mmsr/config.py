@@ -18,7 +18,7 @@ from typing import Optional
 import yaml
 
 from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.image.resize import KERNELS
+from paddle_mmsr.image.degrade import DOWNSCALERS, VIDEO_CODECS, Degradation, DegradationMix
 from paddle_mmsr.models.spec import FORMS, LAYER_NAMES, ModelSpec
 from paddle_mmsr.sr.inference import BACKENDS
 from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
@@ -43,20 +43,6 @@ class GeneratorOptions:
 
 
 @dataclass
-class DegradationConfig:
-    """HR -> LR steps, any combination; meanings in paddle_mmsr/image/degrade.py."""
-    kernel: str = "bicubic"
-    blur: float = 0.0        # Gaussian sigma, HR px
-    noise: float = 0.0       # white noise sigma, 0-255
-    jpeg: int = 0            # JPEG quality 1-100 (0 = off)
-    gray: bool = False       # black-and-white
-    grain: float = 0.0       # film grain sigma, 0-255
-    grain_size: float = 0.7  # grain smoothing sigma, LR px
-    video: str = ""          # "" | h264 | mpeg2: one frame through the codec
-    video_q: int = 30        # h264 QP 0-51 / mpeg2 qscale 1-31
-
-
-@dataclass
 class DataConfig:
     split: Optional[str] = None        # folder written by tools/split_tvat.py (split.yaml)
     sources: list = field(default_factory=list)  # folders/manifests when there is no split
@@ -65,7 +51,10 @@ class DataConfig:
     workers: int = 0                   # DataLoader worker processes (0 = in the training process)
     augment: bool = True
     cache: bool = True                 # keep decoded images in memory
-    degradation: Optional[DegradationConfig] = None  # default: the split's, else bicubic
+    degradation: Optional[Degradation] = None  # default: the split's, else bicubic;
+    #                                  fields and meanings in paddle_mmsr/image/degrade.py
+    degradation_mix: Optional[DegradationMix] = None  # a random degradation per crop
+    #                                  (the robust recipe); replaces ``degradation``
 
 
 @dataclass
@@ -94,6 +83,9 @@ class TrainConfig:
     amp: bool = False                # mixed precision, GPU only
     amp_dtype: str = "float16"       # float16 (loss scaling) | bfloat16 (cards that support it)
     cpu_threads: int = 0             # 0 = library default
+    init_bundle: Optional[str] = None  # a bundle whose class i weights start class i's G
+    #                                    (same spec and generator; fine-tuning), unless
+    #                                    the class resumes from its own checkpoint
 
 
 @dataclass
@@ -196,8 +188,8 @@ class Config:
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
 _CHOICES = {
     (GeneratorOptions, "form"): FORMS,
-    (DegradationConfig, "kernel"): KERNELS,
-    (DegradationConfig, "video"): ("", "h264", "mpeg2"),
+    (Degradation, "kernel"): DOWNSCALERS,
+    (Degradation, "video"): ("", *VIDEO_CODECS),
     (Config, "device"): DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
     (TrainConfig, "amp_dtype"): ("float16", "bfloat16"),
@@ -377,12 +369,9 @@ def _check(cfg: Config) -> Config:
         errors.append(f"data.crop: {d.crop} gives LR crops under 8 px")
     if d.batch_size < 1 or d.workers < 0:
         errors.append("data.batch_size must be >= 1 and data.workers >= 0")
-    if d.degradation is not None:
-        from paddle_mmsr.image.degrade import Degradation
-        try:
-            Degradation(**asdict(d.degradation))
-        except ValueError as e:
-            errors.append(f"data.degradation: {e}")
+    if d.degradation is not None and d.degradation_mix is not None:
+        errors.append("data: give data.degradation (one fixed way) or data.degradation_mix "
+                      "(a random one per crop), not both")
     if d.split is None and not d.sources and not all(c.sources for c in cfg.classes):
         errors.append("data: give data.split (a tools/split_tvat.py folder) or data.sources")
     if d.split is not None and cfg.tvat is not None:
@@ -398,9 +387,7 @@ def _check(cfg: Config) -> Config:
                           f"{phase1} phase-1 iterations")
         if c.warm_iters and d.split is None:
             errors.append(f"classes.{i}.warm_iters needs data.split (its all.tsv)")
-    if d.split is None and len(cfg.classes) > 1:
-        if not all(c.sources for c in cfg.classes):
-            errors.append("without data.split, every class needs its own classes.N.sources")
+    if d.split is None and len(cfg.classes) > 1:  # classes without sources share data.sources
         if cfg.tvat is None:
             errors.append(f"without data.split, tvat.bounds must hold {len(cfg.classes) - 1} "
                           "class bounds")

@@ -1,4 +1,4 @@
-"""tools/benchmark.py: the report is built from real runs and real images."""
+"""benchmarks/benchmark.py: the report is built from real runs and real images."""
 import importlib.util
 import json
 
@@ -8,7 +8,7 @@ from paddle_mmsr.image.resize import imresize
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "tools" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "benchmarks" / "benchmark.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -16,7 +16,7 @@ def _tool():
 
 def test_training_table_reads_shipped_summaries():
     bench = _tool()
-    paths = sorted((ROOT / "pretrained" / "runs").glob("*_summary.json"))
+    paths = sorted((ROOT / "pretrained" / "provenance" / "runs").glob("*_summary.json"))
     paths = [p for p in paths if "classes" in json.loads(p.read_text())]
     assert paths, "no training summaries shipped"
     rows, runs = bench.training_table(paths)

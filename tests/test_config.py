@@ -12,7 +12,11 @@ from paddle_mmsr.train.placement import class_cost, classes_of_rank, place_class
 MINIMAL = {"data": {"sources": ["some/folder"]}}
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+CONFIGS = [p for d in ("configs", "benchmarks/configs",
+                                                "pretrained/provenance/configs") for p in sorted((ROOT / d).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.classes and cfg.train.pretrain_iters + cfg.train.adversarial_iters > 0
@@ -170,7 +174,7 @@ def test_committed_configs_and_manifests_hold_no_machine_paths():
         elif isinstance(node, str):
             yield node
 
-    files = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("pretrained/*/manifest.yaml"))
+    files = CONFIGS + sorted(ROOT.glob("pretrained/*/manifest.yaml"))
     assert len(files) >= 10
     for f in files:
         text = f.read_text()

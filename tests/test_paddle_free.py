@@ -13,7 +13,8 @@ CORE = ["paddle_mmsr", "paddle_mmsr.models", "paddle_mmsr.models.spec", "paddle_
         "paddle_mmsr.metrics.evaluate", "paddle_mmsr.image.io", "paddle_mmsr.image.resize",
         "paddle_mmsr.image.degrade", "paddle_mmsr.image.panels", "paddle_mmsr.notebook",
         "paddle_mmsr.cli.upscale", "paddle_mmsr.cli.split", "paddle_mmsr.cli.evaluate",
-        "paddle_mmsr.cli.get_vgg19", "paddle_mmsr.cli.train", "paddle_mmsr.cli.prepare_demo"]
+        "paddle_mmsr.cli.get_vgg19", "paddle_mmsr.cli.train", "paddle_mmsr.cli.prepare_demo",
+        "paddle_mmsr.cli.calibrate", "paddle_mmsr.cli.gpu_check"]
 
 
 def run_without_paddle(code: str) -> subprocess.CompletedProcess:
@@ -48,15 +49,17 @@ def test_core_modules_import_and_work_without_paddle():
 
 def test_cli_help_without_paddle():
     p = run_without_paddle("""
-        from paddle_mmsr.cli import evaluate, get_vgg19, prepare_demo, split, train, upscale
+        from paddle_mmsr.cli import (calibrate, evaluate, get_vgg19, gpu_check, prepare_demo,
+                                     split, train, upscale)
         for main in (upscale.parse_args, split.main, evaluate.main, get_vgg19.main, train.main,
-                     prepare_demo.main):
+                     prepare_demo.main, calibrate.main, gpu_check.main):
             try:
                 main(["--help"])
             except SystemExit as e:
                 assert e.code == 0
         """)
     assert p.returncode == 0, p.stderr
+    assert "usage: mmsr-calibrate" in p.stdout and "usage: mmsr-gpu-check" in p.stdout
     assert "--routing {tvat,single}" in p.stdout and "--backend {auto,inference,dygraph}" in p.stdout
 
 

@@ -150,7 +150,7 @@ def test_benchmark_counts_multiply_adds_of_every_lr_conv():
     import importlib.util
     from conftest import ROOT
     spec = importlib.util.spec_from_file_location(
-        "bench_rec", ROOT / "tools" / "benchmark_reconstruction.py")
+        "bench_rec", ROOT / "benchmarks" / "benchmark_reconstruction.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     g = build_generator("2-2w8", 4, **COMPACT)
@@ -216,7 +216,7 @@ def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
     import importlib.util
     import subprocess
     from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("compare_eval", ROOT / "tools" / "compare_eval.py")
+    spec = importlib.util.spec_from_file_location("compare_eval", ROOT / "benchmarks" / "compare_eval.py")
     ce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ce)
     t = tmp_path / "run.time"
@@ -227,4 +227,4 @@ def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
     held_out = ce.line_art_page()
     assert held_out.shape == (1024, 1024, 3)
     assert not np.array_equal(held_out, drawn_page(100, size=1024))  # not a calibration page
-    assert subprocess.run(["bash", "-n", str(ROOT / "tools" / "compare_x4.sh")]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "compare_x4.sh")]).returncode == 0

@@ -508,3 +508,34 @@ def test_warm_iters_run_and_are_checked(tmp_path, train_data):
                                     "tvat": {"bounds": []}})
     with pytest.raises(ConfigError, match="warm_iters needs data.split"):
         parse_config(no_split)
+
+
+def _bundle_states(root: Path) -> list:
+    from paddle_mmsr.sr.bundle import load_bundle
+    b = load_bundle(root)
+    return [{k: v.numpy() for k, v in b.build_generator(e).state_dict().items()} for e in b.classes]
+
+
+def test_init_bundle_starts_every_class_from_the_bundle(tmp_path, train_data):
+    """A fine-tuning run starts G from the given bundle (a tiny lr keeps it there; a
+    random start would not match), and a bundle of other networks is refused."""
+    quiet = {"val": {"dir": None}}
+    a = tiny_config(train_data, tmp_path / "a", pretrain=2, adversarial=0, **quiet)
+    r = subprocess.run([sys.executable, TOOL, "-c", str(write_config(tmp_path / "a.yaml", a))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    b = tiny_config(train_data, tmp_path / "b", pretrain=1, adversarial=0,
+                    train={"init_bundle": str(tmp_path / "a/bundle")},
+                    optim={"pretrain": {"lr": 1e-12}}, **quiet)
+    r = subprocess.run([sys.executable, TOOL, "-c", str(write_config(tmp_path / "b.yaml", b))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for sa, sb in zip(_bundle_states(tmp_path / "a/bundle"), _bundle_states(tmp_path / "b/bundle")):
+        for k in sa:
+            np.testing.assert_allclose(sa[k], sb[k], atol=1e-8, err_msg=k)
+    from paddle_mmsr.sr.bundle import BundleError
+    other = tiny_config(train_data, tmp_path / "d", pretrain=1, adversarial=0,
+                        classes=[{"spec": "2-2"}, {"spec": "1-2"}, {"spec": "2-2"}],
+                        train={"init_bundle": str(tmp_path / "a/bundle")}, **quiet)
+    with pytest.raises(BundleError, match="init_bundle.*missing keys|init_bundle.*unexpected keys"):
+        _train_in_process(other)

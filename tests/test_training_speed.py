@@ -1,4 +1,4 @@
-"""Time to quality: the curve helpers and tools/benchmark_training_speed.py,
+"""Time to quality: the curve helpers and benchmarks/benchmark_training_speed.py,
 on synthetic curves and on two real tiny training runs."""
 import importlib.util
 import json
@@ -12,7 +12,7 @@ from conftest import ROOT
 from test_train import train_data  # noqa: F401 (the fixture)
 from paddle_mmsr.train.curves import crossing, rank_seconds, time_to_reach
 
-TOOL = ROOT / "tools" / "benchmark_training_speed.py"
+TOOL = ROOT / "benchmarks" / "benchmark_training_speed.py"
 
 
 def _tool():

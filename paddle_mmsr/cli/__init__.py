@@ -1,2 +1,2 @@
-"""Command lines: ``main(argv)`` of each is a console command (pyproject.toml) and is
-wrapped by ``tools/<name>.py``."""
+"""Command lines: ``main(argv)`` of each is a console command (pyproject.toml); the
+ones the README shows are also wrapped by ``tools/<name>.py``."""

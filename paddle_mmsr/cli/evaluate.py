@@ -4,6 +4,8 @@
     python tools/evaluate.py --method mmsr --bundle BUNDLE_DIR DATA_DIR ...
 
 DATA_DIR holds HR/ and optionally LR_bicubic_X<scale>/ (see docs/evaluate.md).
+--degrade KIND makes every LR from its HR the KIND way instead (bicubic =
+MATLAB's, bicubic_noaa = OpenCV's without antialiasing, area, blur_noise_jpeg, h264).
 """
 import argparse
 import json
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 
+from paddle_mmsr.image.degrade import INPUT_KINDS
 from paddle_mmsr.metrics.evaluate import bicubic_upscaler, evaluate_dir, format_result
 
 
@@ -42,6 +45,8 @@ def main(argv=None):
     p.add_argument("--bundle", help="model bundle folder (for --method mmsr)")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--niqe", action="store_true", help="also compute NIQE of the outputs")
+    p.add_argument("--degrade", choices=sorted(INPUT_KINDS), metavar="KIND",
+                   help="make LR from HR this way, ignoring LR files: " + ", ".join(sorted(INPUT_KINDS)))
     p.add_argument("--json", help="write all results to this JSON file")
     args = p.parse_args(argv)
     if args.method == "mmsr" and not args.bundle:
@@ -53,7 +58,7 @@ def main(argv=None):
     results = []
     for d in args.data_dirs:
         try:
-            res = evaluate_dir(d, fn, scale=args.scale, niqe=args.niqe)
+            res = evaluate_dir(d, fn, scale=args.scale, niqe=args.niqe, kind=args.degrade)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

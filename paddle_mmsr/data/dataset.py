@@ -2,7 +2,8 @@
 
 Each item: a random HR crop (``crop`` px, multiple of ``scale``), a random
 flip / 90-degree rotation, and its LR made on the fly by the configured
-degradation. Returns (lr, hr) float32 CHW RGB arrays in [0, 1].
+degradation (a fixed ``Degradation``, or a ``DegradationMix`` drawn anew for
+every crop from the item's own random stream). Returns (lr, hr) float32 CHW RGB arrays in [0, 1].
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mmsr.image.degrade import Degradation
+from paddle_mmsr.image.degrade import Degradation, DegradationMix, make_degradation
 from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_float, to_rgb8
 from paddle_mmsr.data.manifest import read_manifest, write_manifest  # noqa: F401 (re-exported)
 
@@ -56,8 +57,8 @@ class SRDataset(Dataset):
         if crop % scale:
             raise ValueError(f"crop {crop} must be a multiple of scale {scale}")
         self.scale, self.crop, self.do_augment = scale, crop, augment
-        self.degradation = degradation if isinstance(degradation, Degradation) \
-            else Degradation(**(degradation or {}))
+        self.degradation = degradation if isinstance(degradation, (Degradation, DegradationMix)) \
+            else make_degradation(degradation)
         self.paths, self._cache = [], {}
         small, unreadable = [], []
         for p in collect_images(sources):

@@ -9,7 +9,7 @@ neighbours add nothing). Then
 Normalisation (the paper leaves the scale open): pixel values on the 0-255
 scale (16-bit input is rescaled to it), tau = 5 on that scale, and
 ``norm = 1e4``. On the LR sub-images of T91 + BSD200 (480 px HR crops, step
-240, x4; 492 sub-images, pretrained/runs/split_x4_summary.md) this gives
+240, x4; 492 sub-images, pretrained/provenance/runs/split_x4_summary.md) this gives
 1st/10th/50th/90th/99th percentiles of 0.13 / 0.44 / 1.17 / 2.75 / 4.72, 81%
 below 2 and 2% above 4: the range the paper reports (about 0.05 to 6), so
 the paper's class bounds [2, 4] keep their meaning (README, "TVAT"). ``value_max``, ``tau``

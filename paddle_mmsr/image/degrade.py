@@ -6,7 +6,12 @@ when given (any combination):
 1. ``gray``: BT.601 luma, kept as three equal channels (black-and-white film);
    the training target is then gray too (``target``);
 2. ``blur``: Gaussian, sigma in HR px, before downscaling (soft lenses, telecine);
-3. the downscale ``kernel`` (bicubic or bilinear);
+3. the downscale ``kernel``, one of ``DOWNSCALERS``: MATLAB's antialiased
+   ``bicubic`` (the default, the benchmark sets' LR) and ``bilinear``; OpenCV's
+   ``bicubic_noaa``, ``bilinear_noaa`` and ``lanczos_noaa`` (no antialiasing when
+   shrinking, as ``cv2.resize`` and many video scalers do) and ``area``
+   (box average); Pillow's antialiased ``pil_bicubic``, ``pil_bilinear``,
+   ``pil_lanczos``;
 4. ``grain``: film grain, Gaussian noise smoothed over ``grain_size`` LR px and
    rescaled to sigma ``grain`` (0-255 scale), the same on every channel;
 5. ``noise``: white Gaussian noise, sigma on the 0-255 scale, per channel;
@@ -15,6 +20,10 @@ when given (any combination):
    ``video_q`` 1-31; yuv420p, so colour is subsampled too). About 0.1 s per
    call (two ffmpeg processes): use ``jpeg`` as the cheap stand-in;
 7. ``jpeg`` quality 1-100.
+
+``DegradationMix`` draws a random ``Degradation`` for every training crop
+(kernel, blur, noise and JPEG, with the probabilities it documents): the
+robust recipe for photos whose making is unknown.
 
 The mismatch between training and real-world degradations is the main cause
 of poor results on real photos and old footage; see docs/old_film.md.
@@ -29,14 +38,39 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from paddle_mmsr.image.resize import KERNELS, imresize
+from PIL import Image
+
+from paddle_mmsr.image.resize import imresize
+
+_CV = {"bicubic_noaa": cv2.INTER_CUBIC, "bilinear_noaa": cv2.INTER_LINEAR,
+       "lanczos_noaa": cv2.INTER_LANCZOS4, "area": cv2.INTER_AREA}
+_PIL = {"pil_bicubic": Image.BICUBIC, "pil_bilinear": Image.BILINEAR, "pil_lanczos": Image.LANCZOS}
+DOWNSCALERS = ("bicubic", "bilinear", *_CV, *_PIL)
+
+
+def downscale(a: np.ndarray, out_shape, kernel: str = "bicubic") -> np.ndarray:
+    """float HxW[xC] (0-255 scale) -> float64 of ``out_shape`` (rows, cols), by ``kernel``."""
+    if kernel in _CV:
+        out = cv2.resize(np.asarray(a, np.float64), (out_shape[1], out_shape[0]),
+                         interpolation=_CV[kernel])
+        return out.reshape(tuple(out_shape) + a.shape[2:])
+    if kernel in _PIL:  # mode "F" keeps floats: no rounding before the later steps
+        planes = [a] if a.ndim == 2 else [a[:, :, c] for c in range(a.shape[2])]
+        out = [np.asarray(Image.fromarray(np.asarray(c, np.float32), mode="F")
+                          .resize((out_shape[1], out_shape[0]), _PIL[kernel]), np.float64)
+               for c in planes]
+        return out[0] if a.ndim == 2 else np.stack(out, axis=2)
+    if kernel in DOWNSCALERS:
+        return imresize(a, output_shape=out_shape, kernel=kernel)
+    raise ValueError(f"degradation kernel must be one of {DOWNSCALERS}, got {kernel!r}")
+
 
 VIDEO_CODECS = {"h264": ("libx264", "-qp", 0, 51), "mpeg2": ("mpeg2video", "-q:v", 1, 31)}
 
 
 @dataclass
 class Degradation:
-    kernel: str = "bicubic"   # bicubic | bilinear
+    kernel: str = "bicubic"   # one of DOWNSCALERS
     blur: float = 0.0         # Gaussian sigma in HR pixels; 0 = off
     noise: float = 0.0        # Gaussian sigma on the 0-255 scale; 0 = off
     jpeg: int = 0             # JPEG quality 1-100; 0 = off
@@ -47,8 +81,8 @@ class Degradation:
     video_q: int = 30         # h264: QP 0-51; mpeg2: qscale 1-31 (higher = worse)
 
     def __post_init__(self):
-        if self.kernel not in KERNELS:
-            raise ValueError(f"degradation kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.kernel not in DOWNSCALERS:
+            raise ValueError(f"degradation kernel must be one of {DOWNSCALERS}, got {self.kernel!r}")
         if self.blur < 0 or self.noise < 0 or self.grain < 0 or self.grain_size < 0:
             raise ValueError("blur, noise, grain and grain_size must be >= 0")
         if not (self.jpeg == 0 or 1 <= self.jpeg <= 100):
@@ -80,7 +114,7 @@ class Degradation:
         a = self.target(hr).astype(np.float64)
         if self.blur > 0:
             a = _gaussian(a, self.blur)
-        a = imresize(a, output_shape=out_shape, kernel=self.kernel)
+        a = downscale(a, out_shape, self.kernel)
         if self.grain > 0 or self.noise > 0:
             rng = rng or np.random.default_rng()
         if self.grain > 0:
@@ -97,6 +131,83 @@ class Degradation:
         if self.jpeg:
             lr = jpeg_roundtrip(lr, self.jpeg)
         return lr
+
+
+# The robust recipe's draws: how often each downscaler is used (weights) and
+# how often, and how strongly, blur (before) and noise and JPEG (after) are added.
+ROBUST_KERNELS = {"bicubic": 3, "bicubic_noaa": 2, "bilinear_noaa": 1, "area": 1,
+                  "lanczos_noaa": 1, "pil_bicubic": 1, "pil_bilinear": 0.5, "pil_lanczos": 0.5}
+
+
+@dataclass
+class DegradationMix:
+    """A random ``Degradation`` per crop. Per draw, independently: the kernel by
+    ``kernels`` weights (default: MATLAB bicubic 30%, OpenCV bicubic without
+    antialiasing 20%, OpenCV bilinear, area, OpenCV Lanczos and Pillow bicubic
+    10% each, Pillow bilinear and Lanczos 5% each); a Gaussian blur before the
+    downscale with ``blur_p`` (sigma uniform in ``blur``, HR px); white noise
+    with ``noise_p`` (sigma uniform in ``noise``, 0-255); JPEG with ``jpeg_p``
+    (quality uniform in ``jpeg``)."""
+    kernels: dict = None
+    blur_p: float = 0.25
+    blur: list = (0.3, 1.2)
+    noise_p: float = 0.2
+    noise: list = (0.5, 4.0)
+    jpeg_p: float = 0.25
+    jpeg: list = (60, 95)
+
+    def __post_init__(self):
+        self.kernels = dict(self.kernels or ROBUST_KERNELS)  # empty or unset: the defaults
+        bad = sorted(set(self.kernels) - set(DOWNSCALERS))
+        if bad or not self.kernels or min(self.kernels.values()) < 0 or sum(self.kernels.values()) <= 0:
+            raise ValueError(f"degradation_mix kernels must be weights >= 0 (not all 0) for "
+                             f"kernels among {DOWNSCALERS}; got {self.kernels}")
+        for name in ("blur_p", "noise_p", "jpeg_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"degradation_mix {name} must be in [0, 1]")
+        for name, lo, hi in (("blur", 0, 50), ("noise", 0, 255), ("jpeg", 1, 100)):
+            r = tuple(getattr(self, name))
+            if len(r) != 2 or not lo <= r[0] <= r[1] <= hi:
+                raise ValueError(f"degradation_mix {name} must be [low, high] within [{lo}, {hi}]")
+            setattr(self, name, r)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def sample(self, rng: np.random.Generator) -> Degradation:
+        names = list(self.kernels)
+        w = np.array([self.kernels[n] for n in names], np.float64)
+        kernel = names[int(rng.choice(len(names), p=w / w.sum()))]
+        blur = float(rng.uniform(*self.blur)) if rng.random() < self.blur_p else 0.0
+        noise = float(rng.uniform(*self.noise)) if rng.random() < self.noise_p else 0.0
+        jpeg = int(rng.integers(self.jpeg[0], self.jpeg[1] + 1)) if rng.random() < self.jpeg_p else 0
+        return Degradation(kernel=kernel, blur=blur, noise=noise, jpeg=jpeg)
+
+    def target(self, hr: np.ndarray) -> np.ndarray:
+        return hr
+
+    def __call__(self, hr: np.ndarray, scale: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = rng or np.random.default_rng()
+        return self.sample(rng)(hr, scale, rng)
+
+
+# How test LR is made for the real-input benchmark (``mmsr-evaluate --degrade``):
+# fixed, seeded settings, one per way a user's image may have been made.
+INPUT_KINDS = {
+    "bicubic": Degradation(),                                   # MATLAB imresize (the papers' LR)
+    "bicubic_noaa": Degradation(kernel="bicubic_noaa"),         # cv2.resize INTER_CUBIC
+    "area": Degradation(kernel="area"),                         # cv2.resize INTER_AREA
+    "blur_noise_jpeg": Degradation(blur=0.8, noise=2.0, jpeg=75),
+    "h264": Degradation(video="h264", video_q=28),              # one intra frame, QP 28
+}
+
+
+def make_degradation(d: dict | None):
+    """A ``Degradation`` from its settings, or a ``DegradationMix`` from ``{"mix": {...}}``."""
+    d = dict(d or {})
+    if "mix" in d:
+        return DegradationMix(**(d["mix"] or {}))
+    return Degradation(**d)
 
 
 def _gaussian(a: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Side-by-side pictures: images joined in one row, each with an optional label.
 
 The one picture builder of the project: VisualDL strips in training,
-``tools/side_by_side.py`` and the notebooks' comparisons all use
+``benchmarks/side_by_side.py`` and the notebooks' comparisons all use
 :func:`side_by_side`. Only numpy and PIL.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluate an upscaler: PSNR-Y / SSIM-Y (and NIQE), the one evaluation of the project.
 
 Training validation, ``mmsr-evaluate`` (tools/evaluate.py), the notebooks and
-tools/benchmark.py all score through :func:`score` / :func:`evaluate_images`,
+benchmarks/benchmark.py all score through :func:`score` / :func:`evaluate_images`,
 with one rule for sizes: HR is cropped at the bottom/right to LR size x scale
 when a pair is loaded, and an SR output of any other size is an error.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -51,20 +52,29 @@ def find_pairs(data_dir, scale: int = 4) -> list[tuple[str, Path, Path | None]]:
     return pairs
 
 
-def pair_from_hr(hr: np.ndarray, scale: int = 4, name: str = "image") -> tuple:
-    """(HR cropped to a multiple of ``scale``, its LR by MATLAB-style bicubic), uint8 RGB."""
+def pair_from_hr(hr: np.ndarray, scale: int = 4, name: str = "image", kind: str = "bicubic") -> tuple:
+    """(HR cropped to a multiple of ``scale``, its LR), uint8 RGB. The LR is made the
+    ``kind`` way (``image.degrade.INPUT_KINDS``; default MATLAB-style bicubic), any
+    noise seeded by ``name``."""
+    from paddle_mmsr.image.degrade import INPUT_KINDS
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"unknown input kind {kind!r}; use one of {sorted(INPUT_KINDS)}")
     h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     if h == 0 or w == 0:
         raise ValueError(f"{name}: smaller than the scale {scale}")
     hr = np.ascontiguousarray(hr[:h, :w])
-    return hr, imresize(hr, output_shape=(h // scale, w // scale))
+    if kind == "bicubic":
+        return hr, imresize(hr, output_shape=(h // scale, w // scale))
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    return hr, INPUT_KINDS[kind](hr, scale, rng)
 
 
-def load_pair(hr_path, lr_path, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(HR, LR) as uint8 RGB, HR cropped to exactly LR size x scale."""
+def load_pair(hr_path, lr_path, scale: int = 4, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(HR, LR) as uint8 RGB, HR cropped to exactly LR size x scale. With ``kind``
+    (or no LR file) the LR is made from HR (see :func:`pair_from_hr`)."""
     hr = to_rgb8(read_image(hr_path))
-    if lr_path is None:
-        return pair_from_hr(hr, scale, str(hr_path))
+    if lr_path is None or kind is not None:
+        return pair_from_hr(hr, scale, Path(hr_path).name, kind or "bicubic")
     lr = to_rgb8(read_image(lr_path))
     h, w = lr.shape[0] * scale, lr.shape[1] * scale
     if hr.shape[0] < h or hr.shape[1] < w:
@@ -115,18 +125,20 @@ def evaluate_images(images: Iterable, upscale_fn: Callable[[np.ndarray], np.ndar
 
 
 def evaluate_dir(data_dir, upscale_fn: Callable[[np.ndarray], np.ndarray], scale: int = 4,
-                 niqe: bool = False, progress: bool = True) -> dict:
+                 niqe: bool = False, progress: bool = True, kind: str | None = None) -> dict:
     """:func:`evaluate_images` on every pair of a folder (see :func:`find_pairs`),
-    plus where the data came from; see :func:`format_result`."""
+    plus where the data came from; see :func:`format_result`. ``kind``: make every
+    LR from its HR that way (``image.degrade.INPUT_KINDS``) instead of reading it."""
     from tqdm import tqdm
 
     data_dir = Path(data_dir)
     pairs = find_pairs(data_dir, scale)
     bar = tqdm(pairs, desc=data_dir.name, unit="img", disable=not progress, leave=False)
-    images = ((*load_pair(hp, lp, scale)[::-1], name) for name, hp, lp in bar)
+    images = ((*load_pair(hp, lp, scale, kind)[::-1], name) for name, hp, lp in bar)
     res = evaluate_images(images, upscale_fn, scale, niqe=niqe)
+    made = "made from HR" + (f" ({kind})" if kind else "")
     return {"data_dir": str(data_dir), "name": data_dir.name, "scale": scale,
-            "lr": "files" if pairs[0][2] is not None else "made from HR", **res}
+            "lr": "files" if pairs[0][2] is not None and kind is None else made, **res}
 
 
 def format_result(res: dict) -> str:

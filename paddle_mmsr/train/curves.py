@@ -10,7 +10,7 @@ and scores the whole routed reconstruction on the val set. A class whose run
 ended earlier takes part with its last snapshot.
 
 The paddle-free helpers at the end (``crossing``, ``time_to_reach``,
-``rank_seconds``) read these curves for ``tools/benchmark_training_speed.py``.
+``rank_seconds``) read these curves for ``benchmarks/benchmark_training_speed.py``.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.sr.bundle import save_weights
+from paddle_mmsr.sr.bundle import check_state_dict, save_weights
 from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream, warm_then
@@ -205,6 +205,21 @@ def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
     return picture(lr, sr, hr, scale, size=hr.shape[0])
 
 
+def init_from_bundle(nets: dict, root, job: ClassJob) -> None:
+    """Start G (and its EMA) from class ``job.id`` of the bundle at ``root``."""
+    from paddle_mmsr.sr.bundle import BundleError, load_bundle
+    bundle = load_bundle(root)
+    entries = [e for e in bundle.classes if e.id == job.id]
+    if not entries:
+        raise BundleError(f"train.init_bundle {root}: no class {job.id} to start {job.name} from")
+    state = bundle.build_generator(entries[0]).state_dict()
+    for key in ("g", "ema"):
+        if nets[key] is not None:
+            check_state_dict(nets[key], state, f"train.init_bundle {root} class {job.id} "
+                                               f"(spec {entries[0].spec}) for {job.name} ({job.spec})")
+            nets[key].set_state_dict(state)
+
+
 # ------------------------------------------------------------ the run
 def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda: False,
                 console: bool = True, replica=None) -> dict:
@@ -234,6 +249,8 @@ def train_class(cfg, job: ClassJob, vgg=None, resume: str = "auto", stop=lambda:
         progress = _restore(load_checkpoint(latest), nets, opts, job)
     elif resume == "require":
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from")
+    elif tc.init_bundle:
+        init_from_bundle(nets, tc.init_bundle, job)
     if replica is not None:  # every replica continues from the leader's weights and optimiser
         state = replica.share_start(_checkpoint_state(nets, opts, progress, job)
                                     if replica.leader else None)

@@ -82,6 +82,8 @@ def resolve_jobs(cfg) -> tuple[list, TVATSettings, dict | None]:
         raise ValueError(f"{n} classes need {n - 1} TVAT bounds, got {tvat.bounds}")
     if cfg.data.degradation is not None:
         degradation = asdict(cfg.data.degradation)
+    if cfg.data.degradation_mix is not None:
+        degradation = {"mix": cfg.data.degradation_mix.to_dict()}
     jobs = []
     for i, c in enumerate(cfg.classes):
         if c.sources:
