@@ -268,6 +268,8 @@ def catch_stops() -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from paddle_mmsr.runtime import tune_process
+    tune_process()  # before Paddle loads; never over the user's settings
     problem = tiling_error(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

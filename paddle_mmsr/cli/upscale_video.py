@@ -74,6 +74,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from paddle_mmsr.runtime import tune_process
+    tune_process()  # before Paddle loads; never over the user's settings
     bundle = Path(args.bundle)
     if not (bundle / "manifest.yaml").exists():
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
