@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
 from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE  # noqa: E402
+from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
 
 def seconds(text: str) -> float:
@@ -58,6 +59,9 @@ def parse_args(argv=None):
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--backend", choices=("auto", "inference", "dygraph"), default="auto")
     ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="auto: bf16 where the hardware has it and the bundle's recorded "
+                         "bf16 cost is small, else fp32")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -70,6 +74,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from paddle_mmsr.runtime import tune_process
+    tune_process()  # before Paddle loads; never over the user's settings
     bundle = Path(args.bundle)
     if not (bundle / "manifest.yaml").exists():
         print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
@@ -98,7 +104,9 @@ def main(argv=None) -> int:
     try:
         check_device(args.device)
         sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                       **options)
+                       precision=args.precision, **options)
+        if not args.quiet:
+            print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
         sr.prepare(args.routing)
     except (BundleError, RuntimeError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@
     route_cell: 32               # cell_max: LR cell size; a tile scores as its busiest cell
     tile: 64                     # optional: LR tile and overlap the routing was calibrated
     overlap: 8                   #   with (the default when upscaling; else 128 and 16)
+    bf16_psnr_cost: 0.001        # optional: dB of PSNR bf16 loses against fp32 (sr/precision.py)
     classes:
       - id: 0
         spec: "4-6"              # only the generator is used at inference
@@ -92,6 +93,7 @@ class Bundle:
     route_cell: int = 32
     tile: int | None = None      # LR tile and overlap the routing was calibrated with
     overlap: int | None = None   # (None: the defaults, 128 and 16)
+    bf16_psnr_cost: float | None = None  # dB lost in bf16 against fp32 (sr/precision.py)
     produced_by: dict = field(default_factory=dict)
 
     def weight_path(self, entry: ClassEntry) -> Path:
@@ -146,7 +148,8 @@ class Bundle:
         return {"format": FORMAT, "scale": self.scale, "value_range": [0, 1],
                 "tvat": self.tvat.to_dict(), "flat_bound": self.flat_bound,
                 "route_score": self.route_score, "route_cell": self.route_cell,
-                **{k: getattr(self, k) for k in ("tile", "overlap") if getattr(self, k) is not None},
+                **{k: getattr(self, k) for k in ("tile", "overlap", "bf16_psnr_cost")
+                   if getattr(self, k) is not None},
                 "classes": [c.to_dict() for c in self.classes],
                 "produced_by": self.produced_by}
 
@@ -320,6 +323,8 @@ def load_bundle(root) -> Bundle:
                    route_cell=int(m.get("route_cell", 32)),
                    tile=None if m.get("tile") is None else int(m["tile"]),
                    overlap=None if m.get("overlap") is None else int(m["overlap"]),
+                   bf16_psnr_cost=(None if m.get("bf16_psnr_cost") is None
+                                   else float(m["bf16_psnr_cost"])),
                    produced_by=m.get("produced_by") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{path}: malformed manifest ({e})") from None

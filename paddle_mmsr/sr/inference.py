@@ -31,7 +31,8 @@ import numpy as np
 from paddle_mmsr import sha256_file
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
-           "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation"]
+           "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation",
+           "configure_cpu"]
 
 BACKENDS = ("auto", "inference", "dygraph")
 DEVICES = ("cpu", "gpu")
@@ -39,11 +40,12 @@ CACHE_DIR = "inference_cache"
 MARKER = ".paddle-mmsr-export"  # in every cache entry this module made
 _EXPORT_LOCK = threading.Lock()
 EXPORT_FORMAT = 2  # 2: PReLU exported as LeakyReLU (see _fast_activations)
-# Paddle 3.3's oneDNN fusions that build a fused conv with a leaky_relu crash
-# (segfault); without them leaky_relu runs as its own (fast) oneDNN op.
-_SKIPPED_ONEDNN_PASSES = ("conv_activation_mkldnn_fuse_pass", "conv_activation_onednn_fuse_pass",
-                          "elementwise_act_onednn_fuse_pass",
-                          "conv_elementwise_add_onednn_fuse_pass")
+# Paddle 3.3 records leaky_relu's slope as a double attribute, and its conv +
+# activation fusion builds fused_conv2d with that slope as fuse_alpha, which is read
+# as a float attribute: a null pointer, SIGSEGV when the predictor is built (a
+# program patched to a float slope is refused by the loader). That one pass is
+# skipped; the others fuse conv + bias + residual add (tested equal to dygraph).
+_SKIPPED_ONEDNN_PASSES = ("conv_activation_onednn_fuse_pass",)
 
 
 class ExportLimitation(RuntimeError):
@@ -51,10 +53,12 @@ class ExportLimitation(RuntimeError):
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """The user's OMP_NUM_THREADS, else one thread per physical core (runtime.py)."""
+    user = os.environ.get("OMP_NUM_THREADS", "")
+    if user.isdigit() and int(user) > 0:
+        return int(user)
+    from paddle_mmsr.runtime import physical_cores
+    return physical_cores()
 
 
 def parse_device(device: str) -> tuple:
@@ -125,18 +129,35 @@ class DygraphRunner:
             return self.layer(paddle.to_tensor(x, place=place)).numpy()
 
 
+def configure_cpu(cfg, threads: int | None = None, precision: str = "fp32") -> None:
+    """oneDNN on the CPU: fusions (but the crashing one), bounded per-shape cache,
+    ``threads`` math threads, bf16 kernels for ``precision="bf16"``."""
+    cfg.disable_gpu()
+    cfg.enable_mkldnn()
+    for name in _SKIPPED_ONEDNN_PASSES:
+        cfg.delete_pass(name)
+    cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
+    cfg.set_cpu_math_library_num_threads(threads or default_threads())
+    if precision == "bf16":
+        cfg.enable_mkldnn_bfloat16()
+
+
 class PredictorRunner:
     """Paddle Inference predictors: each serves one call at a time; concurrent
     callers get clones (sharing weights) of a template that never runs."""
     name = "inference"
 
     def __init__(self, model_file, params_file, device: str = "cpu", threads: int | None = None,
-                 tensorrt: bool = False, max_input=(4, 128)):
+                 tensorrt: bool = False, max_input=(4, 128), precision: str = "fp32"):
         from paddle import inference as pi
         cfg = pi.Config(str(model_file), str(params_file))
         kind, index = parse_device(device)
+        self.precision = precision
         if kind == "gpu":
-            cfg.enable_use_gpu(256, index)  # the card of "gpu:N"
+            if precision == "bf16":  # untested here (no GPU)
+                cfg.enable_use_gpu(256, index, pi.PrecisionType.Bfloat16)
+            else:
+                cfg.enable_use_gpu(256, index)  # the card of "gpu:N"
             if tensorrt:  # untested here (no GPU); shapes range up to (batch, tile)
                 check_tensorrt(model_file)
                 cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=max_input[0],
@@ -145,12 +166,7 @@ class PredictorRunner:
                                            use_static=False, use_calib_mode=False)
                 cfg.set_trt_dynamic_shape_info(*tensorrt_shapes(max_input))
         else:
-            cfg.disable_gpu()
-            cfg.enable_mkldnn()
-            for name in _SKIPPED_ONEDNN_PASSES:
-                cfg.delete_pass(name)
-            cfg.set_mkldnn_cache_capacity(8)  # bound oneDNN's per-shape cache
-            cfg.set_cpu_math_library_num_threads(threads or default_threads())
+            configure_cpu(cfg, threads, precision)
         cfg.disable_glog_info()
         self._template = pi.create_predictor(cfg)
         self._idle = queue.SimpleQueue()
@@ -319,17 +335,24 @@ def prune_cache(bundle=None, cache_dir=None) -> list:
 
 def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
                 threads: int | None = None, cache_dir=None, tensorrt: bool = False,
-                max_input=(4, 128)):
-    """A runner for one class. ``auto``: Paddle Inference, dygraph on an ExportLimitation."""
+                max_input=(4, 128), precision: str = "fp32"):
+    """A runner for one class. ``auto``: Paddle Inference, dygraph on an ExportLimitation.
+    ``precision``: ``fp32`` or ``bf16`` (decided by ``precision.choose_precision``);
+    bf16 needs Paddle Inference."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}")
+    if precision == "bf16" and backend == "dygraph":
+        raise ValueError("bf16 runs in Paddle Inference only; use backend auto or inference")
     check_device(device)
     if backend != "dygraph":
         try:
             model, params = export_generator(bundle, entry, cache_dir)
-            return PredictorRunner(model, params, device, threads, tensorrt, max_input)
+            return PredictorRunner(model, params, device, threads, tensorrt, max_input,
+                                   precision)
         except ExportLimitation as e:
-            if backend == "inference" or tensorrt:  # --tensorrt is never dropped silently
+            if backend == "inference" or tensorrt or precision == "bf16":  # never dropped silently
                 raise
             import warnings
             warnings.warn(f"class {entry.id}: Paddle Inference unavailable ({e}); "

@@ -21,6 +21,7 @@ import numpy as np
 from paddle_mmsr.sr.bundle import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
+from paddle_mmsr.sr.precision import choose_precision
 from paddle_mmsr.image.resize import bicubic_weights
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
@@ -97,7 +98,8 @@ class MMSR:
     def __init__(self, bundle, backend: str = "auto", device: str = "cpu",
                  tile: int | None = None, overlap: int | None = None,
                  batch_size: int | None = None,
-                 threads: int | None = None, cache_dir=None, tensorrt: bool = False):
+                 threads: int | None = None, cache_dir=None, tensorrt: bool = False,
+                 precision: str = "auto"):
         # tiling: as given, else the bundle's (what its routing was calibrated with), else 128/16
         tile = tile or bundle.tile or DEFAULT_TILE
         overlap = next(v for v in (overlap, bundle.overlap, DEFAULT_OVERLAP) if v is not None)
@@ -108,6 +110,11 @@ class MMSR:
         if batch_size is None:  # CPU: batches > 1 are no faster and each new shape costs memory
             batch_size = 4 if device.startswith("gpu") else 1
         self.tile, self.overlap, self.batch_size = int(tile), int(overlap), max(1, int(batch_size))
+        if backend == "dygraph" and precision == "auto":
+            self.precision, self.precision_reason = "fp32", "dygraph runs fp32"
+        else:  # "auto" -> fp32 or bf16, by the hardware and the bundle's measured cost
+            self.precision, self.precision_reason = choose_precision(
+                precision, device, bundle.bf16_psnr_cost)
         self._runners = {}
         self._lock = threading.Lock()
 
@@ -138,7 +145,7 @@ class MMSR:
                 entry = next(c for c in self.bundle.classes if c.id == class_id)
                 self._runners[class_id] = make_runner(
                     self.bundle, entry, self.backend, self.device, self.threads, self.cache_dir,
-                    self.tensorrt, (self.batch_size, self.tile))
+                    self.tensorrt, (self.batch_size, self.tile), self.precision)
             return self._runners[class_id]
 
     def prepare(self, routing: str = "tvat") -> None:

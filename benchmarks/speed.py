@@ -1,0 +1,382 @@
+"""How fast is upscaling on this machine, and where does the time go?
+
+    python benchmarks/speed.py [--base REF] [--rounds 3] [--out benchmarks/results/speed]
+
+One command, one JSON and one Markdown table (``OUT.json``, ``OUT.md``):
+
+- machine: CPU, flags that matter, physical cores, Paddle version, load average
+  before and after (the machine may be shared: every comparison below is a ratio
+  of runs interleaved in the same rounds, so load skews both sides alike);
+- peak: fp32 GFLOP/s measured (a large matmul, the best of several) and the
+  figure the CPU flags and clock would give (which assumes full-width FMA units);
+- models: per class of each bundle, seconds per 128 px tile with oneDNN's fusions
+  as exported now against the old export (fusions off), in fp32 and (where the CPU
+  has it) bf16; GFLOP/s and share of the measured peak; batches of 4 tiles
+  against 4 calls, and 64 px tiles (batch 1 and 4) per LR pixel;
+- settings: the process settings of paddle_mmsr/runtime.py against Paddle's
+  defaults, each in its own child process (wall, CPU and system seconds, minor
+  page faults per tile);
+- end to end: the upscale command on scikit-image photos (about 1 MP out each),
+  seconds per output megapixel per bundle and precision, and this checkout against
+  ``--base`` (a git ref, run from a temporary worktree) with a warm cache;
+  start-up: the command on one 32 px image;
+- video: frames per second at 352x288 and 720x576 input, model time against wall.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+BUNDLES = ("mmsr_x4_psnr", "mmsr_x4_gan", "srgan_16-8_x4_psnr")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "brick", "gravel", "grass",
+          "immunohistochemistry")
+OLD_PASSES = ("conv_activation_mkldnn_fuse_pass", "conv_activation_onednn_fuse_pass",
+              "elementwise_act_onednn_fuse_pass", "conv_elementwise_add_onednn_fuse_pass")
+
+
+def machine() -> dict:
+    from paddle_mmsr.runtime import physical_cores
+    from paddle_mmsr.sr.precision import cpu_flags
+    import paddle
+    flags = cpu_flags()
+    model, mhz = "", []
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and not model:
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("cpu MHz"):
+            mhz.append(float(line.split(":", 1)[1]))
+    return {"cpu": model, "mhz": max(mhz) if mhz else None, "physical_cores": physical_cores(),
+            "flags": sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_bf16",
+                                                      "amx_bf16", "amx_tile")),
+            "paddle": paddle.__version__, "python": platform.python_version(),
+            "load_before": os.getloadavg()}
+
+
+def peak(m: dict) -> dict:
+    import paddle
+    from paddle.base import core
+    core.set_num_threads(m["physical_cores"])
+    n = 2048
+    a, b = paddle.rand([n, n]), paddle.rand([n, n])
+    best = float("inf")
+    for _ in range(8):
+        t = time.perf_counter()
+        paddle.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - t)
+    per_cycle = 64 if "avx512f" in m["flags"] else 32 if "fma" in m["flags"] else 16
+    nominal = m["physical_cores"] * per_cycle * (m["mhz"] or 0) / 1e3
+    return {"measured_gflops": 2 * n ** 3 / best / 1e9, "nominal_gflops": nominal,
+            "nominal_basis": f"{m['physical_cores']} cores x {per_cycle} FLOP/cycle x "
+                             f"{m['mhz']:.0f} MHz (2 full-width FMA units; Zen 1 has half)"}
+
+
+def _runner(bundle, entry, precision="fp32", fused=True):
+    from paddle_mmsr.sr import inference
+    saved = inference._SKIPPED_ONEDNN_PASSES
+    if not fused:
+        inference._SKIPPED_ONEDNN_PASSES = OLD_PASSES
+    try:
+        return inference.make_runner(bundle, entry, "inference", precision=precision)
+    finally:
+        inference._SKIPPED_ONEDNN_PASSES = saved
+
+
+def models(peak_gflops: float, rounds: int, bf16: bool, log) -> list:
+    from benchmark_reconstruction import multiply_adds
+    from paddle_mmsr.sr.bundle import load_bundle
+    rows = []
+    x1 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    x4 = np.random.default_rng(1).random((4, 3, 128, 128), dtype=np.float32)
+    s4 = np.random.default_rng(2).random((4, 3, 64, 64), dtype=np.float32)
+    for name in ("mmsr_x4_psnr", "srgan_16-8_x4_psnr"):
+        b = load_bundle(ROOT / "pretrained" / name)
+        for e in b.classes:
+            runs = {"fused": _runner(b, e), "unfused": _runner(b, e, fused=False)}
+            if bf16:
+                runs["bf16"] = _runner(b, e, "bf16")
+            cases = {k: (r, x1) for k, r in runs.items()}
+            cases.update({"fused_b4": (runs["fused"], x4), "fused_t64": (runs["fused"], s4[:1]),
+                          "fused_t64_b4": (runs["fused"], s4)})
+            for r, x in cases.values():
+                r.run(x)  # warm: oneDNN builds its kernels for the shape
+            times = {k: [] for k in cases}
+            for _ in range(rounds):
+                for k, (r, x) in cases.items():
+                    t = time.perf_counter()
+                    r.run(x)
+                    times[k].append(time.perf_counter() - t)
+            med = {k: float(np.median(v)) for k, v in times.items()}
+            ratio = float(np.median(np.array(times["unfused"]) / np.array(times["fused"])))
+            macs = multiply_adds(b.build_generator(e, load_weights=False), 128)
+            row = {"bundle": name, "class": e.id, "spec": e.spec, "gmac_per_tile": macs / 1e9,
+                   "tile_s": med["fused"], "unfused_tile_s": med["unfused"],
+                   "unfused_over_fused": ratio, "gflops": 2 * macs / 1e9 / med["fused"],
+                   "batch4_per_tile_s": med["fused_b4"] / 4,
+                   "t64_per_128_equiv_s": med["fused_t64"] * 4,
+                   "t64_b4_per_128_equiv_s": med["fused_t64_b4"]}
+            row["peak_share"] = row["gflops"] / peak_gflops
+            if bf16:
+                row["bf16_tile_s"] = med["bf16"]
+                row["fp32_over_bf16"] = float(np.median(np.array(times["fused"])
+                                                        / np.array(times["bf16"])))
+            log(f"  {name} class {e.id} ({e.spec}): {med['fused'] * 1e3:.0f} ms/tile fused, "
+                f"old export {ratio:.2f}x that; {row['gflops']:.0f} GFLOP/s = "
+                f"{100 * row['peak_share']:.0f}% of peak")
+            rows.append(row)
+    return rows
+
+
+CHILD = """
+import json, os, resource, sys, time
+sys.path.insert(0, {root!r})
+from paddle_mmsr.runtime import tune_process
+tune_process()
+import numpy as np
+from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.sr.inference import make_runner
+b = load_bundle({bundle!r})
+r = make_runner(b, b.classes[-1], "inference")
+x = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+r.run(x)
+u0, f0, t = resource.getrusage(resource.RUSAGE_SELF), None, time.perf_counter()
+for _ in range({n}):
+    r.run(x)
+wall = time.perf_counter() - t
+u1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps(dict(wall=wall / {n}, cpu=(u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime) / {n},
+                      sys=(u1.ru_stime - u0.ru_stime) / {n}, minflt=(u1.ru_minflt - u0.ru_minflt) / {n})))
+"""
+
+SETTINGS = {  # name: environment changes
+    "Paddle defaults": {"PADDLE_MMSR_TUNING": "0"},
+    "KMP_BLOCKTIME=0 only": {"PADDLE_MMSR_TUNING": "0", "KMP_BLOCKTIME": "0"},
+    "malloc only": {"KMP_BLOCKTIME": "200"},
+    "runtime.py (all)": {},
+}
+
+
+def settings(rounds: int, tiles: int, log) -> dict:
+    code = CHILD.format(root=str(ROOT), bundle=str(ROOT / "pretrained" / "mmsr_x4_psnr"), n=tiles)
+    res = {k: [] for k in SETTINGS}
+    for _ in range(rounds):
+        for name, env in SETTINGS.items():
+            e = {k: v for k, v in os.environ.items()
+                 if k not in ("KMP_BLOCKTIME", "PADDLE_MMSR_TUNING") and not k.startswith("MALLOC_")}
+            out = subprocess.run([sys.executable, "-c", code], env={**e, **env},
+                                 capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(out.stderr[-2000:])
+            res[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    table = {}
+    for name, runs in res.items():
+        table[name] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        table[name]["wall_vs_defaults"] = float(np.median(
+            [r["wall"] / d["wall"] for r, d in zip(runs, res["Paddle defaults"])]))
+        table[name]["cpu_vs_defaults"] = float(np.median(
+            [r["cpu"] / d["cpu"] for r, d in zip(runs, res["Paddle defaults"])]))
+        log(f"  {name}: {table[name]}")
+    return table
+
+
+def photos(folder: Path, size: int = 256) -> list:
+    from skimage import data
+    from paddle_mmsr.image.io import write_image
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in PHOTOS:
+        a = getattr(data, n)()
+        a = np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a[:, :, :3]
+        y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
+        write_image(folder / f"{n}.png", np.ascontiguousarray(a[y:y + size, x:x + size]))
+    return sorted(folder.iterdir())
+
+
+def _cli(checkout: Path, inputs, out: Path, *options) -> float:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "paddle_mmsr.cli.upscale", *map(str, inputs),
+                        "-o", str(out), "--overwrite", "-q", *options], cwd=checkout, env=env,
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{checkout}: {r.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log) -> dict:
+    inputs = photos(tmp / "in")
+    tiny = tmp / "tiny.png"
+    from paddle_mmsr.image.io import read_image, write_image
+    write_image(tiny, read_image(inputs[0])[:32, :32])
+    out_mp = sum(read_image(p).shape[0] * read_image(p).shape[1] * 16 for p in inputs) / 1e6
+    checkouts = {"this": ROOT}
+    if base:
+        wt = tmp / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(wt), base],
+                       check=True, capture_output=True)
+        checkouts["base"] = wt
+    cases = {}
+    for name in BUNDLES:
+        for p in precisions:
+            cases[f"{name} {p}"] = ("this", ["--bundle", str(ROOT / "pretrained" / name),
+                                             "--precision", p])
+    if base:  # the base checkout's own copy of the default bundle (its cache stays there)
+        cases["base mmsr_x4_psnr fp32"] = ("base", ["--bundle", str(
+            checkouts["base"] / "pretrained" / "mmsr_x4_psnr")])
+        cases["this mmsr_x4_psnr fp32 (vs base)"] = cases["mmsr_x4_psnr fp32"]
+    for k, (c, opts) in cases.items():  # warm the export caches
+        _cli(checkouts[c], [tiny], tmp / "warm", *opts)
+    times = {k: [] for k in cases}
+    startup = {c: [] for c in checkouts}
+    for _ in range(rounds):
+        for k, (c, opts) in cases.items():
+            times[k].append(_cli(checkouts[c], inputs, tmp / "out", *opts))
+        for c in checkouts:
+            startup[c].append(_cli(checkouts[c], [tiny], tmp / "tinyout"))
+    res = {"images": len(inputs), "output_mp": out_mp,
+           "seconds_per_output_mp": {k: float(np.median(v)) / out_mp for k, v in times.items()},
+           "startup_s": {c: float(np.median(v)) for c, v in startup.items()}}
+    if base:
+        res["base_over_this"] = float(np.median(np.array(times["base mmsr_x4_psnr fp32"])
+                                                / np.array(times["this mmsr_x4_psnr fp32 (vs base)"])))
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                        str(checkouts["base"])], capture_output=True)
+    log(f"  {json.dumps(res)}")
+    return res
+
+
+def video(tmp: Path, log) -> dict:
+    from paddle_mmsr import MMSR
+    from paddle_mmsr.image.video_io import write_video
+    from paddle_mmsr.sr.video import upscale_video
+    from skimage import data
+    src = data.astronaut()
+    sr = MMSR.load(ROOT / "pretrained" / "mmsr_x4_psnr")
+    sr.prepare()
+    inner = sr.reconstruct
+    network = [0.0]
+
+    def timed(*a, **k):
+        r = inner(*a, **k)
+        network[0] += r.timings["network"] + r.timings["bicubic"]
+        return r
+
+    sr.reconstruct = timed
+    res = {}
+    for w, h, n in ((352, 288, 8), (720, 576, 4)):
+        big = np.pad(src, ((0, max(0, h + 4 * n - 512)), (0, max(0, w + 4 * n - 512)), (0, 0)),
+                     mode="reflect")
+        frames = [np.ascontiguousarray(big[i * 4:i * 4 + h, i * 4:i * 4 + w]) for i in range(n)]
+        clip = write_video(tmp / f"clip_{w}.mp4", frames, fps=25)
+        network[0] = 0.0
+        t = time.perf_counter()
+        upscale_video(sr, clip, tmp / f"up_{w}.mp4", preset="veryfast", progress=False,
+                      overwrite=True, log=lambda s: None)
+        wall = time.perf_counter() - t
+        res[f"{w}x{h}"] = {"frames": n, "fps": n / wall, "wall_s": wall,
+                           "model_share": network[0] / wall}
+        log(f"  {w}x{h}: {res[f'{w}x{h}']}")
+    return res
+
+
+def markdown(r: dict) -> str:
+    m, p = r["machine"], r["peak"]
+    lines = [f"# Speed on {m['cpu']} ({m['physical_cores']} cores, {', '.join(m['flags'])})", "",
+             f"Paddle {m['paddle']}, Python {m['python']}; load average "
+             f"{m['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after "
+             f"(a shared machine: ratios are of interleaved runs). Made by "
+             f"`python benchmarks/speed.py {r['args']}` on {r['date']}.", "",
+             f"Peak fp32: measured {p['measured_gflops']:.0f} GFLOP/s (2048² matmul, best of 8); "
+             f"nominal {p['nominal_gflops']:.0f} ({p['nominal_basis']}).", "",
+             "| bundle | class | spec | ms/tile (128 px) | old export / now | GFLOP/s | "
+             "share of measured peak | batch 4, ms/tile | 64 px ×4, ms | 64 px batch 4, ms |"
+             + (" bf16 ms/tile | fp32/bf16 |" if "bf16_tile_s" in r["models"][0] else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if "bf16_tile_s"
+                                                          in r["models"][0] else "")]
+    for x in r["models"]:
+        lines.append(f"| {x['bundle']} | {x['class']} | {x['spec']} | {x['tile_s'] * 1e3:.0f} | "
+                     f"{x['unfused_over_fused']:.2f} | {x['gflops']:.0f} | "
+                     f"{100 * x['peak_share']:.0f}% | {x['batch4_per_tile_s'] * 1e3:.0f} | "
+                     f"{x['t64_per_128_equiv_s'] * 1e3:.0f} | {x['t64_b4_per_128_equiv_s'] * 1e3:.0f} |"
+                     + (f" {x['bf16_tile_s'] * 1e3:.0f} | {x['fp32_over_bf16']:.2f} |"
+                        if "bf16_tile_s" in x else ""))
+    if "settings" in r:
+        lines += ["", "Process settings (largest class, 128 px tiles, one child process each):", "",
+                  "| settings | wall ms/tile | CPU ms/tile | system ms/tile | minor faults/tile "
+                  "| wall vs defaults | CPU vs defaults |", "|---|---|---|---|---|---|---|"]
+        for k, v in r["settings"].items():
+            lines.append(f"| {k} | {v['wall'] * 1e3:.0f} | {v['cpu'] * 1e3:.0f} | "
+                         f"{v['sys'] * 1e3:.0f} | {v['minflt']:.0f} | {v['wall_vs_defaults']:.2f} | "
+                         f"{v['cpu_vs_defaults']:.2f} |")
+    if "end_to_end" in r:
+        e = r["end_to_end"]
+        lines += ["", f"End to end (`mmsr-upscale`, {e['images']} photos, {e['output_mp']:.1f} MP "
+                  "out, warm cache, PNG out):", "", "| run | s per output MP |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in e["seconds_per_output_mp"].items()]
+        lines += ["", "Start-up (one 32 px image): " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in e["startup_s"].items())]
+        if "base_over_this" in e:
+            lines.append(f"; the base ({r['base']}) takes {e['base_over_this']:.2f}x this "
+                         "checkout's time for the same photos.")
+    if "video" in r:
+        lines += ["", "Video (mmsr_x4_psnr, x264 veryfast): " + "; ".join(
+            f"{k}: {v['fps']:.2f} fps, model {100 * v['model_share']:.0f}% of wall"
+            for k, v in r["video"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", help="git ref to compare end to end with (e.g. a commit of main)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=("models", "settings", "end_to_end", "video"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed"))
+    args = ap.parse_args(argv)
+    from paddle_mmsr.runtime import tune_process
+    from paddle_mmsr.sr.precision import cpu_has_bf16
+    tune_process()
+
+    def log(s):
+        print(s, file=sys.stderr, flush=True)
+
+    r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+         "args": " ".join(argv if argv is not None else sys.argv[1:]), "base": args.base}
+    r["machine"] = machine()
+    r["peak"] = peak(r["machine"])
+    log(f"peak: {r['peak']}")
+    bf16 = cpu_has_bf16()
+    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
+    if "models" not in args.skip:
+        r["models"] = models(r["peak"]["measured_gflops"], max(3, 2 * args.rounds), bf16, log)
+    if "settings" not in args.skip:
+        r["settings"] = settings(args.rounds, 6, log)
+    with tempfile.TemporaryDirectory() as tmp:
+        if "end_to_end" not in args.skip:
+            r["end_to_end"] = end_to_end(Path(tmp), args.base, args.rounds, precisions, log)
+        if "video" not in args.skip:
+            r["video"] = video(Path(tmp), log)
+    r["load_after"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(r, indent=1))
+    if "models" in r:
+        out.with_suffix(".md").write_text(markdown(r))
+    print(out.with_suffix(".md").read_text() if "models" in r else json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
