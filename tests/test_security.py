@@ -287,3 +287,95 @@ def test_default_cache_is_the_user_cache(bundle, fresh_home):
     model, _ = inference.export_generator(b, b.classes[0])
     assert fresh_home / ".cache" in model.parents
     assert not (bundle / "inference_cache").exists()
+
+
+def test_prepare_demo_deletes_nothing_it_did_not_make(tmp_path, capsys):
+    from paddle_mmsr.cli import prepare_demo
+    root = tmp_path / "demo"
+    (root / "split" / "mine").mkdir(parents=True)
+    (root / "split" / "mine" / "notes.txt").write_text("keep")
+    assert prepare_demo.main(["--root", str(root), "--no-vgg"]) == 2
+    err = capsys.readouterr().err
+    assert "not deleted" in err and "--root" in err and "no split.yaml" in err
+    assert (root / "split" / "mine" / "notes.txt").read_text() == "keep"
+    (root / "split" / "split.yaml").write_text("classes: []\n")  # a finished split
+    assert prepare_demo.main(["--root", str(root), "--no-vgg", "--force"]) == 2
+    assert (root / "split" / "mine" / "notes.txt").exists()
+    assert prepare_demo.main(["--root", str(root), "--no-vgg"]) == 0  # kept, not redone
+
+
+# ---- one writer per output ----
+
+def _hold_lock(path):
+    """A process holding the OutputLock at ``path`` until killed; returns (proc, pid)."""
+    code = ("import sys, time; from paddle_mmsr.locks import OutputLock; "
+            f"l = OutputLock({str(path)!r}, 'x').acquire(); print('held', flush=True); "
+            "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_training_on_one_output_stops_at_once(tmp_path):
+    out = tmp_path / "run"
+    holder = _hold_lock(out / ".train-rank0.lock")
+    try:
+        r = run_tool("train.py", "-c", ROOT / "configs" / "demo_cpu.yaml", "-o", f"output={out}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 2, r.stderr
+    assert f"in use by pid {holder.pid}" in r.stderr and "-o output=" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (out / "config.yaml").exists()  # the other run's settings are not replaced
+    from paddle_mmsr.locks import OutputLock
+    with OutputLock(out / ".train-rank0.lock", "x"):  # free again once the holder is gone
+        pass
+    assert not (out / ".train-rank0.lock").exists()
+
+
+def test_image_outputs_are_never_replaced_without_overwrite(tmp_path):
+    from paddle_mmsr.image.io import read_image, write_image
+    path = tmp_path / "a.png"
+    write_image(path, np.zeros((4, 4, 3), np.uint8), overwrite=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_image(path, np.full((4, 4, 3), 255, np.uint8), overwrite=False)
+    assert read_image(path).max() == 0 and [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    write_image(path, np.full((4, 4, 3), 255, np.uint8))  # overwrite=True replaces
+    assert read_image(path).min() == 255
+
+
+def test_upscale_does_not_clobber_a_file_published_meanwhile(bundle, tmp_path, monkeypatch,
+                                                              capsys):
+    """Another run writes the same output between our start-up check and our publish."""
+    from paddle_mmsr.cli import upscale
+    from paddle_mmsr.image import io as imio
+    from paddle_mmsr.image.io import write_image
+    src = tmp_path / "in.png"
+    write_image(src, np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    real_save = imio._save
+
+    def save_and_race(tmp, img, ext, quality, icc=None):
+        (out / "in.png").write_bytes(b"the other run's file")
+        return real_save(tmp, img, ext, quality, icc)
+    monkeypatch.setattr(imio, "_save", save_and_race)
+    code = upscale.main([str(src), "-o", str(out), "--bundle", str(bundle),
+                         "--backend", "dygraph", "-q"])
+    assert code == 1 and "exists" in capsys.readouterr().err
+    assert (out / "in.png").read_bytes() == b"the other run's file"
+    assert sorted(p.name for p in out.iterdir()) == ["in.png"]  # no temp file left
+
+
+def test_concurrent_video_run_on_one_output_is_a_clear_error(tmp_path):
+    from paddle_mmsr.locks import Busy
+    from paddle_mmsr.sr.video import upscale_video
+    dst = tmp_path / "out.mp4"
+    holder = _hold_lock(tmp_path / ".out.mp4.lock")
+    try:
+        with pytest.raises(Busy, match=f"video output .*out.mp4 is in use by pid {holder.pid}"):
+            upscale_video(None, tmp_path / "in.mp4", dst)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not dst.exists()

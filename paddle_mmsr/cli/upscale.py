@@ -152,7 +152,7 @@ class Report:
 def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
     """Upscale one file (and draw its routing map); raises on a bad file."""
     import numpy as np
-    from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+    from paddle_mmsr.image.io import read_icc, read_image, to_rgb8, write_image
     from paddle_mmsr.sr.route import routing_map
     img = read_image(job)
 
@@ -166,14 +166,14 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         tile_bar.reset()
         tile_bar.set_description(job.name[:24])
     r = sr.reconstruct(img, args.routing, progress)
-    write_image(out, r.image)
+    write_image(out, r.image, overwrite=args.overwrite, icc=read_icc(job))
     for c in r.classes.tolist():
         report.tiles[c] = report.tiles.get(c, 0) + 1
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
         pic = routing_map(to_rgb8(img), r.grid, r.classes,
                           {c: sr.label(c) for c in ids})
-        write_image(map_file, np.asarray(pic))
+        write_image(map_file, np.asarray(pic), overwrite=args.overwrite)
 
 
 def plan(args, notes: list | None = None) -> list:
@@ -337,7 +337,7 @@ def _run(args) -> int:
         try:
             process(sr, path, out, args, report, tile_bar, map_file)
             report.done += 1
-        except ImageReadError as e:
+        except (ImageReadError, FileExistsError) as e:
             report.fail(str(e))
         except KeyboardInterrupt:
             raise

@@ -94,6 +94,16 @@ def read_image(path) -> np.ndarray:
     return arr
 
 
+def read_icc(path) -> bytes | None:
+    """The embedded ICC colour profile of an image file, or None."""
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile")
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return bytes(icc) if icc else None
+
+
 def _tiff_bits(im) -> int:
     bits = im.tag_v2.get(258, (8,))  # BitsPerSample
     return int(bits[0] if isinstance(bits, tuple) else bits)
@@ -152,21 +162,48 @@ def to_uint(a: np.ndarray, dtype=np.uint8) -> np.ndarray:
     return np.clip(np.round(a * maxv), 0, maxv).astype(dtype)
 
 
-def write_image(path, img: np.ndarray, quality: int = 95) -> None:
-    """Write atomically: to a temp file in the same folder, then rename."""
+def write_image(path, img: np.ndarray, quality: int = 95, overwrite: bool = True,
+                icc: bytes | None = None) -> None:
+    """Write atomically: to a temp file in the same folder, then rename. Without
+    ``overwrite`` the name is taken only if free at that moment (FileExistsError
+    otherwise, also when another process published it meanwhile)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:  # an interrupt right after mkstemp must not leave the empty file
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
         os.close(fd)
-        _save(tmp, img, path.suffix.lower(), quality)
+        _save(tmp, img, path.suffix.lower(), quality, icc)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            publish_new(tmp, path)
     except BaseException:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def publish_new(tmp, path) -> None:
+    """Give the finished file ``tmp`` the name ``path`` only if no file has it:
+    a hard link fails when the name exists (checked by the file system at that
+    moment), then ``tmp`` goes. Where links are not supported, the name is
+    claimed with an exclusive create and then replaced."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists (written meanwhile?); pass --overwrite to "
+                              "replace it") from None
+    except OSError:  # no hard links here (some network or FAT file systems)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists (written meanwhile?); pass --overwrite to "
+                                  "replace it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _umask() -> int:
@@ -175,14 +212,14 @@ def _umask() -> int:
     return mask
 
 
-def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
+def _save(tmp: str, img: np.ndarray, ext: str, quality: int, icc: bytes | None = None) -> None:
     if img.dtype == np.uint16:
         if ext in (".tif", ".tiff"):
             import tifffile
             rgb = img.ndim == 3 and img.shape[2] in (3, 4)
             tifffile.imwrite(tmp, img, photometric="rgb" if rgb else "minisblack",
                              extrasamples=["unassalpha"] if img.ndim == 3 and img.shape[2] in (2, 4)
-                             else None)
+                             else None, iccprofile=icc)
             return
         if ext != ".png":
             img = (img // 257).astype(np.uint8)
@@ -197,12 +234,13 @@ def _save(tmp: str, img: np.ndarray, ext: str, quality: int) -> None:
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
            ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}.get(ext, "PNG")
     im = Image.fromarray(img)
+    extra = {"icc_profile": icc} if icc and fmt in ("JPEG", "PNG", "TIFF", "WEBP") else {}
     if fmt == "JPEG":
         if im.mode == "RGBA":
             im = im.convert("RGB")
-        im.save(tmp, format=fmt, quality=quality)
+        im.save(tmp, format=fmt, quality=quality, **extra)
     else:
-        im.save(tmp, format=fmt)
+        im.save(tmp, format=fmt, **extra)
 
 
 def list_images(folder, others: list | None = None) -> list[Path]:
