@@ -379,3 +379,89 @@ def test_concurrent_video_run_on_one_output_is_a_clear_error(tmp_path):
         holder.kill()
         holder.wait()
     assert not dst.exists()
+
+
+# ---- bounded before allocating ----
+
+def test_manifest_must_be_a_small_regular_file_inside_the_bundle(bundle, tmp_path):
+    man = bundle / "manifest.yaml"
+    text = man.read_text()
+    man.unlink()
+    man.symlink_to("/dev/zero")
+    with pytest.raises(BundleError, match="link leading out"):
+        load_bundle(bundle)
+    man.unlink()
+    os.mkfifo(man)
+    with pytest.raises(BundleError, match="a FIFO"):
+        load_bundle(bundle)  # returns at once: a FIFO is never opened
+    man.unlink()
+    man.write_text(text + "#" * (1 << 20))
+    with pytest.raises(BundleError, match="more than the 1048576 allowed"):
+        load_bundle(bundle)
+    man.write_text(text)
+    load_bundle(bundle)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("/etc/passwd", "not an absolute path or one with '..'"),
+    ("../b/class0.safetensors", "not an absolute path or one with '..'"),
+    ("outside.safetensors", "link leading out"),
+    ("fifo.safetensors", "is a FIFO"),
+    ("nothing.safetensors", "is missing"),
+])
+def test_weights_must_be_regular_files_inside_the_bundle(bundle, tmp_path, weights, message):
+    (tmp_path / "elsewhere.safetensors").write_bytes((bundle / "class0.safetensors").read_bytes())
+    (bundle / "outside.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    os.mkfifo(bundle / "fifo.safetensors")
+    edit_manifest(bundle, lambda m: m["classes"][0].update(weights=weights))
+    for backend in ("dygraph", "auto"):
+        with pytest.raises(BundleError, match=message):
+            MMSR.load(bundle, backend=backend)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["classes"][0].update(spec="100000000-1"), r"generator blocks must be in \[1, 64\]"),
+    (lambda m: m["classes"][0]["generator"].update(channels=10 ** 9), r"channels must be in"),
+    (lambda m: m["classes"][0]["generator"].update(head_kernel=99999), r"head_kernel must be in"),
+    (lambda m: m["classes"][0]["generator"].update(tail_kernel=4), r"tail_kernel must be odd"),
+    (lambda m: m.update(scale=1000), r"scale must be in \[2, 8\]"),
+    (lambda m: m["tvat"].update(tau=float("nan")), r"tvat.tau must be a finite number"),
+    (lambda m: m["tvat"].update(bounds=[1.0] * 40), r"tvat.bounds must be a list of fewer"),
+    (lambda m: m.update(route_cell=10 ** 12), r"route_cell must be in"),
+    (lambda m: m["classes"][0].update(sha256=""), r"sha256 must be 64 lowercase hex"),
+], ids=["blocks", "channels", "kernel", "even-kernel", "scale", "tau", "classes", "cell", "sha"])
+def test_architecture_numbers_are_range_checked_before_allocation(bundle, change, message):
+    edit_manifest(bundle, change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.update(scale="four"),
+    lambda m: m["classes"][0]["generator"].update(channels="wide"),
+    lambda m: m["classes"][0].update(id=0.5),
+    lambda m: m["tvat"].update(tau=[1]),
+    lambda m: m["classes"][0].update(spec=["4-6"]),
+    lambda m: m.update(tvat="yes"),
+    lambda m: m.update(classes={"0": 1}),
+    lambda m: m["classes"][0].update(weights=7),
+], ids=["scale", "channels", "id", "tau", "spec", "tvat", "classes", "weights"])
+def test_bad_field_types_are_exit_2_and_one_line(bundle, tmp_path, change, capsys):
+    from paddle_mmsr.cli import upscale
+    edit_manifest(bundle, change)
+    code = upscale.main([str(ROOT / "examples" / "chelsea_lr.png"), "-o", str(tmp_path / "o"),
+                         "--bundle", str(bundle), "--backend", "dygraph", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_upscale_refuses_an_image_over_the_memory_limit(bundle, tmp_path, capsys):
+    from paddle_mmsr.cli import upscale
+    args = [str(ROOT / "examples" / "chelsea_lr.png"), "-o", str(tmp_path / "o"),
+            "--bundle", str(bundle), "--backend", "dygraph", "-q"]
+    assert upscale.main(args + ["--max-memory", "100M"]) == 1
+    err = capsys.readouterr().err
+    assert "would need about" in err and "more than the 100 MiB allowed" in err, err
+    assert "--max-memory" in err and not (tmp_path / "o" / "chelsea_lr.png").exists()
+    assert upscale.main(args + ["--max-memory", "4G"]) == 0
+    assert (tmp_path / "o" / "chelsea_lr.png").is_file()
