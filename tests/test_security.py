@@ -465,3 +465,49 @@ def test_upscale_refuses_an_image_over_the_memory_limit(bundle, tmp_path, capsys
     assert "--max-memory" in err and not (tmp_path / "o" / "chelsea_lr.png").exists()
     assert upscale.main(args + ["--max-memory", "4G"]) == 0
     assert (tmp_path / "o" / "chelsea_lr.png").is_file()
+
+
+# ---- inputs kept faithful ----
+
+def test_float_tiff_is_read_as_float_and_checked(tmp_path):
+    import tifffile
+    from paddle_mmsr.image.io import ImageReadError, read_image
+    a = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32) * 0.999 + 0.0004
+    tifffile.imwrite(tmp_path / "f.tif", a, photometric="rgb")
+    tifffile.imwrite(tmp_path / "g.tif", a[:, :, 0])
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), a)  # not rounded onto 0..65535
+    np.testing.assert_array_equal(read_image(tmp_path / "g.tif"), a[:, :, 0])
+    tifffile.imwrite(tmp_path / "big.tif", a * 300)
+    with pytest.raises(ImageReadError, match=r"values in \[.*\]; only \[0, 1\]"):
+        read_image(tmp_path / "big.tif")
+    b = a[:, :, 0].copy()
+    b[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", b)
+    with pytest.raises(ImageReadError, match="1 NaN"):
+        read_image(tmp_path / "nan.tif")
+
+
+def test_integer_images_deeper_than_16_bits_are_refused(tmp_path):
+    import tifffile
+    from paddle_mmsr.image.io import ImageReadError, read_image
+    tifffile.imwrite(tmp_path / "i32.tif", (np.arange(600).reshape(20, 30) * 10 ** 5)
+                     .astype(np.uint32))
+    with pytest.raises(ImageReadError, match="32-bit samples; only 8- and 16-bit"):
+        read_image(tmp_path / "i32.tif")
+
+
+def test_float_tiff_upscales_to_a_float_tiff_and_icc_is_kept(bundle, tmp_path):
+    import tifffile
+    from PIL import Image, ImageCms
+    from paddle_mmsr.cli import upscale
+    from paddle_mmsr.image.io import read_icc
+    a = np.random.default_rng(1).random((24, 24, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", a, photometric="rgb")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray((a * 255).astype(np.uint8)).save(tmp_path / "p.png", icc_profile=icc)
+    assert upscale.main([str(tmp_path / "f.tif"), str(tmp_path / "p.png"), "-o",
+                         str(tmp_path / "o"), "--bundle", str(bundle), "--backend", "dygraph",
+                         "--format", "same", "-q"]) == 0
+    out = tifffile.imread(tmp_path / "o" / "f.tif")
+    assert out.dtype == np.float32 and out.shape == (96, 96, 3)
+    assert read_icc(tmp_path / "o" / "p.png") == icc

@@ -1,8 +1,10 @@
 """Read and write images: one place for every input kind.
 
 ``read_image`` returns an HxW (gray) or HxWxC (gray + alpha, RGB, RGBA) numpy
-array of dtype uint8 or uint16 (16-bit PNG and TIFF keep 16 bits), with EXIF
-orientation applied, palette and CMYK converted to RGB(A). Files with several
+array of dtype uint8 or uint16 (16-bit PNG and TIFF keep 16 bits), or float32
+in [0, 1] for a floating-point TIFF (NaN or values outside [0, 1] are an
+error), with EXIF orientation applied, palette and CMYK converted to RGB(A).
+Integer images deeper than 16 bits are refused, not clipped. Files with several
 frames (animated GIF / PNG / WebP, multi-page TIFF) are refused.
 ``write_image`` writes atomically (temp file ``.tmp-*`` + rename);
 ``list_images`` never lists such temp files.
@@ -24,15 +26,21 @@ class ImageReadError(Exception):
     """An input file could not be read as an image; the message says why."""
 
 
+_DEEP = ("only 8- and 16-bit integer images are read (deeper values would be clipped): "
+         "convert it to 16 bits or to float in [0, 1]")
+
+
 def _from_pil(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.array(im, dtype=np.uint16)
     if mode == "I":  # 32-bit int, used by PIL for 16-bit gray PNGs
-        return np.clip(np.array(im), 0, 65535).astype(np.uint16)
+        a = np.array(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageReadError(f"integer samples in [{a.min()}, {a.max()}]; {_DEEP}")
+        return a.astype(np.uint16)
     if mode == "F":
-        a = np.array(im, dtype=np.float32)
-        return np.clip(np.round(a), 0, 65535).astype(np.uint16)
+        return np.array(im, dtype=np.float32)
     if mode in ("1", "L"):
         return np.array(im.convert("L"), dtype=np.uint8)
     if mode == "LA":
@@ -75,13 +83,23 @@ def read_image(path) -> np.ndarray:
             if frames > 1:
                 raise ImageReadError(f"{path}: has {frames} frames (animated or multi-page); "
                                      "only single images are upscaled: save one frame as PNG")
+            if im.format == "TIFF" and _tiff_float(im):
+                return _float_image(path, _read_tiff(path, np.floating))
+            if im.format == "TIFF" and _tiff_bits(im) > 16:
+                raise ImageReadError(f"{path}: {_tiff_bits(im)}-bit samples; {_DEEP}")
             deep_tiff = im.format == "TIFF" and _tiff_bits(im) == 16 and im.mode in ("RGB", "RGBA")
             im.load()
             im = ImageOps.exif_transpose(im)
             arr = _read_16bit_tiff(path) if deep_tiff else _from_pil(im)
     except PermissionError:
         raise ImageReadError(f"{path}: cannot open (permission denied)") from None
+    except ImageReadError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ImageReadError(f"{path}: {e}") from None
     except UnidentifiedImageError:
+        if path.suffix.lower() in (".tif", ".tiff"):  # e.g. RGB float, which PIL cannot open
+            return _float_image(path, _read_tiff(path, np.floating))
         raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None
@@ -91,7 +109,42 @@ def read_image(path) -> np.ndarray:
             arr = deep
     if arr.size == 0:
         raise ImageReadError(f"{path}: image has no pixels")
+    if arr.dtype == np.float32:
+        return _float_image(path, arr)
     return arr
+
+
+def _tiff_float(im) -> bool:
+    fmt = im.tag_v2.get(339, (1,))  # SampleFormat: 3 = IEEE float
+    return int(fmt[0] if isinstance(fmt, tuple) else fmt) == 3
+
+
+def _read_tiff(path: Path, kind) -> np.ndarray:
+    import tifffile
+    try:
+        a = tifffile.imread(str(path))
+    except Exception as e:
+        raise ImageReadError(f"{path}: not decoded by tifffile ({e})") from None
+    if not np.issubdtype(a.dtype, kind):
+        raise ImageReadError(f"{path}: decoded as {a.dtype}, not a supported image")
+    return a
+
+
+def _float_image(path: Path, a: np.ndarray) -> np.ndarray:
+    """A float image as float32 HxW[xC], values checked to be finite and in [0, 1]."""
+    a = np.asarray(a, np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
+        a = np.moveaxis(a, 0, 2)  # planar
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise ImageReadError(f"{path}: float image of shape {a.shape}, expected HxW or HxWxC")
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    if bad:
+        raise ImageReadError(f"{path}: float image with {bad} NaN or infinite value(s)")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        raise ImageReadError(f"{path}: float image with values in [{lo:g}, {hi:g}]; only "
+                             "[0, 1] is read (scale it, or save it as 8/16-bit)")
+    return a
 
 
 def read_icc(path) -> bytes | None:
@@ -144,7 +197,9 @@ def to_float(img: np.ndarray) -> np.ndarray:
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 gray, RGB or RGBA -> uint8 HxWx3 (16-bit rounded, alpha dropped)."""
+    """uint8/uint16/float gray, RGB or RGBA -> uint8 HxWx3 (rounded, alpha dropped)."""
+    if img.dtype.kind == "f":
+        img = to_uint(img, np.uint8)
     if img.dtype == np.uint16:
         img = np.round(img / 257.0).astype(np.uint8)
     if img.ndim == 2:
@@ -213,6 +268,16 @@ def _umask() -> int:
 
 
 def _save(tmp: str, img: np.ndarray, ext: str, quality: int, icc: bytes | None = None) -> None:
+    if img.dtype.kind == "f":  # float in [0, 1]: float TIFF, else 16 bits
+        if ext in (".tif", ".tiff"):
+            import tifffile
+            rgb = img.ndim == 3 and img.shape[2] in (3, 4)
+            tifffile.imwrite(tmp, np.clip(img, 0, 1).astype(np.float32),
+                             photometric="rgb" if rgb else "minisblack", iccprofile=icc,
+                             extrasamples=["unassalpha"] if img.ndim == 3 and img.shape[2] in (2, 4)
+                             else None)
+            return
+        img = to_uint(img, np.uint16)
     if img.dtype == np.uint16:
         if ext in (".tif", ".tiff"):
             import tifffile
