@@ -511,3 +511,23 @@ def test_float_tiff_upscales_to_a_float_tiff_and_icc_is_kept(bundle, tmp_path):
     out = tifffile.imread(tmp_path / "o" / "f.tif")
     assert out.dtype == np.float32 and out.shape == (96, 96, 3)
     assert read_icc(tmp_path / "o" / "p.png") == icc
+
+
+def test_orphan_checkpoint_temps_are_removed_only_by_pattern(tmp_path):
+    from paddle_mmsr.train.checkpoint import remove_orphan_temps
+    dead = 4_000_000  # above Linux's pid_max: no such process
+    ours = [tmp_path / f".latest.ckpt.safetensors.{dead}.tmp", tmp_path / f".latest.pdckpt.{dead}.tmp",
+            tmp_path / f".best.ckpt.safetensors.{dead + 1}.tmp"]
+    for p in ours:
+        p.write_bytes(b"partial")
+    alive = tmp_path / f".latest.ckpt.safetensors.{os.getppid()}.tmp"  # a running writer
+    alive.write_bytes(b"in progress")
+    others = [tmp_path / ".latest.notes.tmp", tmp_path / "latest.ckpt.safetensors",
+              tmp_path / f"latest.pdckpt.{dead}.tmp"]
+    for p in others:
+        p.write_bytes(b"keep")
+    (tmp_path / "target").write_bytes(b"keep")
+    link = tmp_path / f".best.pdckpt.{dead}.tmp"
+    link.symlink_to(tmp_path / "target")
+    assert sorted(remove_orphan_temps(tmp_path)) == sorted(ours)
+    assert all(p.exists() for p in others + [alive, link, tmp_path / "target"])
