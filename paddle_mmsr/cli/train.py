@@ -55,8 +55,16 @@ def main(argv=None) -> int:
         res = assemble_results(cfg, jobs, tvat, split)
         return 0 if res["bundle"] else 1
     resume = "require" if a.resume else "fresh" if a.fresh else "auto"
+    from paddle_mmsr.locks import Busy
     try:
         return run_training(cfg, resume=resume, log=lambda m: print(m, flush=True))
+    except Busy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:  # e.g. a read-only output folder
+        print(f"error: cannot write {e.filename or cfg.output_dir}: {e.strerror}",
+              file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # setup problems
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

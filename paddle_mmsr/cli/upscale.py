@@ -53,6 +53,63 @@ def _png_level(text: str) -> int:
     return value
 
 
+def _bytes(text: str) -> int:
+    """``4G``, ``512M``, ``1.5G``, ``800K`` or a number of bytes."""
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+    t = text.strip().upper().rstrip("B")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 4G or 512M, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(value)
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM available now (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+MEMORY_SHARE = 0.8            # default --max-memory: this share of the available RAM
+RUNTIME_BYTES = 256 * 2 ** 20  # networks, Paddle's buffers, one batch of tiles
+
+
+def peak_bytes(h: int, w: int, scale: int, tile: int, itemsize: int = 1) -> int:
+    """Estimated peak memory of upscaling one HxW image: the decoded input and a
+    float copy, the output, two float bands of tile rows, and the runtime."""
+    inp = h * w * 3 * (itemsize + 4)
+    out = h * scale * w * scale * 3 * itemsize
+    band = 2 * tile * scale * w * scale * 3 * 4
+    return inp + out + band + RUNTIME_BYTES
+
+
+def check_memory(path: Path, scale: int, tile: int, limit: int | None) -> None:
+    """MemoryError naming the sizes when ``path`` would need more than ``limit``."""
+    if limit is None:
+        return
+    from PIL import Image
+    try:
+        with Image.open(path) as im:  # reads the header only
+            (w, h), deep = im.size, im.mode.startswith("I") or im.mode == "F"
+    except Exception:
+        return  # read_image reports an unreadable file
+    need = peak_bytes(h, w, scale, tile, 2 if deep else 1)
+    if need > limit:
+        raise MemoryError(f"{path}: {w}x{h} would need about {_size(need)} to upscale "
+                          f"x{scale} (output {w * scale}x{h * scale}), more than the "
+                          f"{_size(limit)} allowed; pass --max-memory to raise it, "
+                          "or cut the image into parts")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2**20:.0f} MiB"
+
+
 def _device(text: str) -> str:
     if text not in DEVICES and not (text.startswith("gpu:") and text[4:].isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r}: use cpu, gpu or gpu:N")
@@ -90,6 +147,9 @@ def parse_args(argv=None):
     ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="auto: bf16 where the CPU (AVX512-BF16 or AMX) or GPU has it and the "
                          "bundle's recorded bf16 PSNR cost is at most 0.01 dB, else fp32")
+    ap.add_argument("--max-memory", type=_bytes, metavar="SIZE",
+                    help="refuse an image whose estimated peak memory is above SIZE (e.g. 8G; "
+                         f"default: {MEMORY_SHARE:.0%} of the RAM available at start)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bars (also off when stderr is not a terminal)")
     return ap.parse_args(argv)
@@ -167,8 +227,9 @@ class Report:
 def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
     """Upscale one file (and draw its routing map); raises on a bad file."""
     import numpy as np
-    from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+    from paddle_mmsr.image.io import read_icc, read_image, to_rgb8, write_image
     from paddle_mmsr.sr.route import routing_map
+    check_memory(job, sr.scale, sr.tile, args.max_memory)
     img = read_image(job)
 
     def progress(done, total):
@@ -181,14 +242,16 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         tile_bar.reset()
         tile_bar.set_description(job.name[:24])
     r = sr.reconstruct(img, args.routing, progress)
-    write_image(out, r.image, png_compression=args.png_compression)
+    write_image(out, r.image, overwrite=args.overwrite, icc=read_icc(job),
+                png_compression=args.png_compression)
     for c in r.classes.tolist():
         report.tiles[c] = report.tiles.get(c, 0) + 1
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
         pic = routing_map(to_rgb8(img), r.grid, r.classes,
                           {c: sr.label(c) for c in ids})
-        write_image(map_file, np.asarray(pic), png_compression=args.png_compression)
+        write_image(map_file, np.asarray(pic), overwrite=args.overwrite,
+                    png_compression=args.png_compression)
 
 
 def plan(args, notes: list | None = None) -> list:
@@ -270,6 +333,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process
     tune_process()  # before Paddle loads; never over the user's settings
+    if args.max_memory is None:
+        avail = available_memory()
+        args.max_memory = int(avail * MEMORY_SHARE) if avail else None
     problem = tiling_error(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -356,7 +422,7 @@ def _run(args) -> int:
         try:
             process(sr, path, out, args, report, tile_bar, map_file)
             report.done += 1
-        except ImageReadError as e:
+        except (ImageReadError, FileExistsError, MemoryError) as e:
             report.fail(str(e))
         except KeyboardInterrupt:
             raise

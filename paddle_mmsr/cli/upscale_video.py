@@ -100,6 +100,7 @@ def main(argv=None) -> int:
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
         from paddle_mmsr.sr.video import parts_dir, upscale_video
+        from paddle_mmsr.locks import Busy
     options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
     try:
         check_device(args.device)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
                           deinterlace=args.deinterlace, overwrite=args.overwrite,
                           progress=not args.quiet and sys.stderr.isatty(),
                           log=lambda s: print(s, file=sys.stderr), info=info)
-    except (VideoError, FileExistsError, OSError) as e:
+    except (VideoError, FileExistsError, OSError, Busy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -91,6 +91,9 @@ def _prepare_parts(folder: Path, key: dict) -> list:
             old = None
         if old == key:
             return []
+        if old is None:  # no job.json of ours: not our folder
+            raise VideoError(f"{folder} exists but holds no job.json of this tool; it is not "
+                             "deleted. Remove it yourself, or choose another -o")
         shutil.rmtree(folder)
         note = [f"{folder}: parts of a different job (input or options changed) removed; "
                 "starting over"]
@@ -126,6 +129,17 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
         raise ValueError(f"deinterlace must be auto, on or off, got {deinterlace!r}")
     if segment <= 0:
         raise ValueError(f"segment must be > 0 seconds, got {segment}")
+    from paddle_mmsr.locks import OutputLock
+    with OutputLock(dst.with_name(f".{dst.name}.lock"), f"video output {dst}",
+                    "wait for that run to finish, or choose another -o"):
+        return _upscale_video(sr, src, dst, crf=crf, preset=preset, lossless=lossless,
+                              start=start, duration=duration, routing=routing,
+                              stability=stability, segment=segment, deinterlace=deinterlace,
+                              overwrite=overwrite, progress=progress, log=log, info=info)
+
+
+def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, duration, routing,
+                   stability, segment, deinterlace, overwrite, progress, log, info) -> dict:
     info = info or probe(src, start, duration, deinterlace)
     for note in info.notes:
         log(f"note: {note}")
@@ -197,7 +211,15 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
                duration, with_audio=bool(info.audio))
     if note:
         log(f"note: {note}")
-    os.replace(tmp_out, dst)
+    if overwrite:
+        os.replace(tmp_out, dst)
+    else:  # never over a file that appeared meanwhile
+        from paddle_mmsr.image.io import publish_new
+        try:
+            publish_new(tmp_out, dst)
+        except FileExistsError:
+            tmp_out.unlink(missing_ok=True)
+            raise
     shutil.rmtree(folder, ignore_errors=True)
     return {"complete": True, "frames": info.frames, "segments": n_seg, "new_segments": new,
             "fps": float(info.fps), "size": (info.width * s, info.height * s),
