@@ -184,3 +184,33 @@ def test_stable_router_holds_classes_near_a_bound(sr):
     assert router(jump, route(jump, sr.bundle))[0] == route(jump, sr.bundle)[0] != held[0][0]
     with pytest.raises(ValueError):
         StableRouter(sr.bundle, margin=-1)
+
+
+def test_cli_progress_lines_short_clip_note_and_crf_with_lossless(clips, tmp_path):
+    out = tmp_path / "silent_x4.mp4"
+    r = subprocess.run([sys.executable, TOOL, str(clips["silent"]), "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)  # stderr is a pipe: lines
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "frame 10/10 (100%)" in r.stderr and "min left" in r.stderr
+    assert "the clip is one segment (10 s): a stopped run starts over" in r.stderr
+    r = subprocess.run([sys.executable, TOOL, str(clips["silent"]), "-o", str(tmp_path / "l.mp4"),
+                        "--crf", "20", "--lossless"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--crf and --lossless exclude each other" in r.stderr
+    assert not (tmp_path / "l.mp4").exists()
+
+
+def test_interrupt_says_what_it_kept(clips, tmp_path):
+    from paddle_mmsr.sr.video import interrupted_note
+    out = tmp_path / "stopped.mp4"
+    assert "a new run starts over" in interrupted_note(out, 10)  # nothing finished yet
+    parts = tmp_path / ".stopped.mp4.parts"
+    cmd = [sys.executable, TOOL, str(clips["colour"]), "-o", str(out), "--segment", "0.2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (parts / "seg_000000.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err[-1500:]
+    kept = len(list(parts.glob("seg_*.json")))
+    assert kept >= 1 and f"interrupted: {kept} finished segment" in err and str(parts) in err

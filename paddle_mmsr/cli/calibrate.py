@@ -24,7 +24,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from paddle_mmsr.cli import needs_paddle
 
+
+@needs_paddle
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mmsr-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

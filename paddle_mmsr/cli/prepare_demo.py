@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from paddle_mmsr.cli import needs_paddle
+
 TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "brick", "grass",
                 "gravel", "camera")
 VAL_PHOTO = "coffee"
@@ -73,8 +75,9 @@ def ensure_vgg19(log=print) -> bool:
     return get_vgg19.main([]) == 0
 
 
+@needs_paddle
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(prog="mmsr-prepare-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=DEFAULT_ROOT,
                    help="data folder (default: %(default)s, as configs/demo_cpu.yaml expects)")

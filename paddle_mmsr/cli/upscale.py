@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 from paddle_mmsr.image.io import PNG_COMPRESSION
+from paddle_mmsr.cli import needs_paddle
 from paddle_mmsr.sr.inference import BACKENDS, DEVICES
 from paddle_mmsr.sr.precision import PRECISIONS
 from paddle_mmsr.sr.route import ROUTINGS
@@ -117,7 +118,7 @@ def _device(text: str) -> str:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="upscale.py", description="MMSR x4 super-resolution: "
+    ap = argparse.ArgumentParser(prog="mmsr-upscale", description="MMSR x4 super-resolution: "
                                  "tiles routed by texture (TVAT) to generators of matching size.")
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
@@ -329,6 +330,7 @@ def catch_stops() -> dict:
     return {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
+@needs_paddle
 def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process

@@ -19,6 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
+from paddle_mmsr.cli import needs_paddle  # noqa: E402
 from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE  # noqa: E402
 from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
@@ -34,14 +35,13 @@ def seconds(text: str) -> float:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="upscale_video.py",
+    ap = argparse.ArgumentParser(prog="mmsr-upscale-video",
                                  description="MMSR x4 video upscaling with the sound kept.")
     ap.add_argument("input", metavar="IN", help="video file")
     ap.add_argument("-o", "--output", required=True, metavar="OUT",
                     help="output video (.mp4, .mkv, .mov)")
     ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
-    ap.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51, lower = better "
-                    "(default %(default)s)")
+    ap.add_argument("--crf", type=int, help="H.264 quality, 0-51, lower = better (default 18)")
     ap.add_argument("--preset", default="medium", help="x264 preset (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large files)")
     ap.add_argument("--start", type=seconds, help="start at T (seconds or [HH:]MM:SS)")
@@ -63,8 +63,12 @@ def parse_args(argv=None):
                     help="auto: bf16 where the hardware has it and the bundle's recorded "
                          "bf16 cost is small, else fp32")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress (a bar on a terminal, else a line every half minute)")
     args = ap.parse_args(argv)
+    if args.crf is not None and args.lossless:
+        ap.error("--crf and --lossless exclude each other: --lossless has no quality setting")
+    args.crf = 18 if args.crf is None else args.crf
     if not 0 <= args.crf <= 51:
         ap.error("--crf must be 0-51")
     if args.segment <= 0 or args.stability < 0:
@@ -72,6 +76,7 @@ def parse_args(argv=None):
     return args
 
 
+@needs_paddle
 def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
         from paddle_mmsr.sr.bundle import BundleError
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
-        from paddle_mmsr.sr.video import parts_dir, upscale_video
+        from paddle_mmsr.sr.video import interrupted_note, upscale_video
         from paddle_mmsr.locks import Busy
     options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
     try:
@@ -117,14 +122,13 @@ def main(argv=None) -> int:
                           lossless=args.lossless, start=args.start, duration=args.duration,
                           routing=args.routing, stability=args.stability, segment=args.segment,
                           deinterlace=args.deinterlace, overwrite=args.overwrite,
-                          progress=not args.quiet and sys.stderr.isatty(),
+                          progress=False if args.quiet else True if sys.stderr.isatty() else "lines",
                           log=lambda s: print(s, file=sys.stderr), info=info)
     except (VideoError, FileExistsError, OSError, Busy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished segments are kept in {parts_dir(out)}; "
-              "run the same command again to resume", file=sys.stderr)
+        print("\n" + interrupted_note(out, args.segment), file=sys.stderr)
         return 130
     w, h = r["size"]
     print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "

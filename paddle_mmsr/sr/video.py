@@ -110,13 +110,47 @@ def _segment_done(folder: Path, k: int) -> bool:
     return (folder / f"seg_{k:06d}.mkv").is_file() and (folder / f"seg_{k:06d}.json").is_file()
 
 
+def interrupted_note(dst, segment: float) -> str:
+    """What a stopped run of ``dst`` leaves to resume from, in one line."""
+    folder = parts_dir(dst)
+    done = len(list(folder.glob("seg_*.json"))) if folder.is_dir() else 0
+    if not done:
+        return (f"interrupted before the first {segment:g} s segment was finished: a new run "
+                "starts over (--segment sets the length of the resumable parts)")
+    return (f"interrupted: {done} finished segment{'s' * (done > 1)} kept in {folder}; "
+            "run the same command again to resume")
+
+
+class _ProgressLines:
+    """Progress as plain lines (a log, a pipe, a notebook): at most one every ``every`` s."""
+
+    def __init__(self, total: int, done: int, log, every: float = 30.0):
+        self.total, self.done, self.log, self.every = total, done, log, every
+        self.t0 = self.last = time.perf_counter()
+        self.start = done
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            rate = (now - self.t0) / max(self.done - self.start, 1)
+            left = rate * (self.total - self.done)
+            self.log(f"frame {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), "
+                     f"{rate:.2f} s/frame, {left / 60:.1f} min left")
+
+    def close(self) -> None:
+        pass
+
+
 def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossless: bool = False,
                   start: float | None = None, duration: float | None = None,
                   routing: str = "tvat", stability: float = 0.15, segment: float = 10.0,
                   deinterlace: str = "auto", overwrite: bool = False, progress: bool = True,
                   log=print, info=None) -> dict:
     """Upscale ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv); returns a summary dict.
-    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr;
+    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr
+    (True), progress lines through ``log`` at most every 30 s ("lines") or none;
     ``info``: ``probe(src, start, duration, deinterlace)`` when already made."""
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in CONTAINERS:
@@ -158,10 +192,16 @@ def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, du
     router = StableRouter(sr.bundle, routing, stability)
     s = sr.scale
     done = [k for k in range(n_seg) if _segment_done(folder, k)]
+    if n_seg == 1 and info.frames > 1:
+        log(f"note: the clip is one segment ({segment:g} s): a stopped run starts over "
+            "(--segment sets the length of the resumable parts)")
+    initial = sum(min(per, info.frames - k * per) for k in done)
     bar = None
-    if progress:
+    if progress == "lines":
+        bar = _ProgressLines(info.frames, initial, log)
+    elif progress:
         from tqdm import tqdm
-        bar = tqdm(total=info.frames, initial=sum(min(per, info.frames - k * per) for k in done),
+        bar = tqdm(total=info.frames, initial=initial,
                    unit="frame", desc=src.name[:24], dynamic_ncols=True)
     reader, at, new, t0, switches = None, 0, 0, time.perf_counter(), 0
     skipped = False    # the previous segment was done before: take its routing state
