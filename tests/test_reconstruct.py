@@ -292,3 +292,20 @@ def test_gpu_without_cuda_is_a_clear_error(single_bundle):
         pytest.skip("this Paddle build has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA support"):
         MMSR.load(single_bundle, device="gpu").runner(0)
+
+
+def test_warm_cache_load_builds_no_network_but_still_checks_weights(tmp_path, monkeypatch):
+    from paddle_mmsr.sr.bundle import Bundle, BundleError
+    root = tmp_path / "b"
+    make_bundle(root, tiny_generators(("1-1",), (0.0,)), TVATSettings(bounds=[]))
+    MMSR.load(root).prepare()  # exports
+    built = []
+    real = Bundle.build_generator
+    monkeypatch.setattr(Bundle, "build_generator",
+                        lambda self, e, *a, **k: built.append(e.id) or real(self, e, *a, **k))
+    MMSR.load(root).prepare()
+    assert built == []  # warm: weights were checked when the export was made
+    w = root / "class0.pdparams"
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)  # changed weights: no warm export
+    with pytest.raises(BundleError, match="sha256 does not match"):
+        MMSR.load(root)

@@ -191,6 +191,17 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         write_image(map_file, np.asarray(pic), png_compression=args.png_compression)
 
 
+def first_use_note():
+    """An ``on_export`` hook saying once why the first run of a bundle takes longer."""
+    said = []
+
+    def note(entry) -> None:
+        if not said:
+            said.append(True)
+            print("preparing models (first use)", file=sys.stderr, flush=True)
+    return note
+
+
 def plan(args, notes: list | None = None) -> list:
     """[(input, output, routing map or None, problem or None)], checked before any work:
     problem is ("fail", text) or ("skip", text)."""
@@ -337,7 +348,7 @@ def _run(args) -> int:
             check_device(args.device)
             sr = MMSR.load(bundle, backend=args.backend, device=args.device,
                            batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
-                           precision=args.precision, **options)
+                           precision=args.precision, on_export=first_use_note(), **options)
             if not args.quiet:
                 print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
             sr.prepare(args.routing)
