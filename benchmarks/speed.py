@@ -81,14 +81,6 @@ def peak_runner(tmp: Path):
     return r, x, 2 * 128 * 128 * 9 * 96 * 96 / 1e9
 
 
-def nominal_peak(m: dict) -> dict:
-    per_cycle = 64 if "avx512f" in m["flags"] else 32 if "fma" in m["flags"] else 16
-    return {"nominal_gflops": m["physical_cores"] * per_cycle * (m["mhz"] or 0) / 1e3,
-            "nominal_basis": f"{m['physical_cores']} cores x {per_cycle} FLOP/cycle x "
-                             f"{m['mhz']:.0f} MHz: two full-width FMA units per core, "
-                             "which AMD Zen 1 does not have (it has half)"}
-
-
 def _runner(bundle, entry, precision="fp32", fused=True):
     from paddle_mmsr.sr import inference
     saved = inference._SKIPPED_ONEDNN_PASSES
@@ -392,7 +384,9 @@ def main(argv=None) -> int:
     r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
          "args": " ".join(argv if argv is not None else sys.argv[1:]), "base": args.base}
     r["machine"] = machine()
-    r["peak"] = nominal_peak(r["machine"])
+    from benchmark_reconstruction import nominal_peak
+    gflops, basis = nominal_peak()
+    r["peak"] = {"nominal_gflops": gflops, "nominal_basis": basis}
     bf16 = cpu_has_bf16()
     precisions = ("fp32", "bf16") if bf16 else ("fp32",)
     with tempfile.TemporaryDirectory() as tmp:

@@ -228,3 +228,21 @@ def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
     assert held_out.shape == (1024, 1024, 3)
     assert not np.array_equal(held_out, drawn_page(100, size=1024))  # not a calibration page
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "compare_x4.sh")]).returncode == 0
+
+
+def test_benchmark_peak_follows_the_cpu_flags(tmp_path, monkeypatch):
+    """The share-of-peak yardstick is derived from the CPU (it was a fixed 190 GFLOP/s)."""
+    import importlib.util
+    from conftest import ROOT
+    from paddle_mmsr.sr import precision
+    spec = importlib.util.spec_from_file_location(
+        "bench_rec", ROOT / "benchmarks" / "benchmark_reconstruction.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    peaks = {}
+    for name, flags in (("avx512", "fma avx2 avx512f"), ("avx2", "fma avx2")):
+        (tmp_path / name).write_text(f"flags\t: {flags}\n")
+        monkeypatch.setattr(precision, "CPUINFO", tmp_path / name)
+        peaks[name], basis = bench.nominal_peak()
+        assert f"x {64 if name == 'avx512' else 32} FLOP/cycle" in basis
+    assert peaks["avx512"] == 2 * peaks["avx2"] > 0
