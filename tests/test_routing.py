@@ -248,3 +248,21 @@ def test_choose_bounds_can_bound_every_image_not_only_the_mean():
     col = np.searchsorted([-np.inf, *bounds], scores, side="right")
     per = np.bincount(image_of, weights=sse[np.arange(200), col])
     assert (10 * np.log10(per / image_ref)).max() <= 0.3
+
+
+def test_benchmark_peak_follows_the_cpu_flags(tmp_path, monkeypatch):
+    """The share-of-peak yardstick is derived from the CPU (it was a fixed 190 GFLOP/s)."""
+    import importlib.util
+    from conftest import ROOT
+    from paddle_mmsr.sr import precision
+    spec = importlib.util.spec_from_file_location(
+        "bench_rec", ROOT / "benchmarks" / "benchmark_reconstruction.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    peaks = {}
+    for name, flags in (("avx512", "fma avx2 avx512f"), ("avx2", "fma avx2")):
+        (tmp_path / name).write_text(f"flags\t: {flags}\n")
+        monkeypatch.setattr(precision, "CPUINFO", tmp_path / name)
+        peaks[name], basis = bench.nominal_peak()
+        assert f"x {64 if name == 'avx512' else 32} FLOP/cycle" in basis
+    assert peaks["avx512"] == 2 * peaks["avx2"] > 0

@@ -214,3 +214,31 @@ def test_interrupt_says_what_it_kept(clips, tmp_path):
     assert proc.returncode == 130, err[-1500:]
     kept = len(list(parts.glob("seg_*.json")))
     assert kept >= 1 and f"interrupted: {kept} finished segment" in err and str(parts) in err
+
+
+def test_pipelined_frames_equal_the_sequential_path(clips, sr, tmp_path):
+    """Decode, upscale and encode overlapping in threads (depth 2) give the same
+    frames, in order, as one after another (depth 0); several segments included."""
+    from paddle_mmsr.sr.video import upscale_video
+    got = {}
+    for depth in (0, 2):
+        out = tmp_path / f"d{depth}.mkv"
+        r = upscale_video(sr, clips["colour"], out, lossless=True, stability=0.15, duration=0.6,
+                          segment=0.2, progress=False, depth=depth)
+        assert r["frames"] == 15 and r["segments"] == 3
+        got[depth] = list(read_frames(out))
+    assert len(got[0]) == len(got[2]) == 15
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], got[2]))
+    assert not np.array_equal(got[2][0], got[2][-1])  # the pan moves: order is tested
+
+
+def test_writer_failure_stops_the_pipeline(clips, sr, tmp_path, monkeypatch):
+    from paddle_mmsr.image import video_io
+    from paddle_mmsr.sr import video
+
+    def broken(self, frame):
+        raise VideoError("encoder stopped: disk full (simulated)")
+    monkeypatch.setattr(video_io.SegmentWriter, "write", broken)
+    with pytest.raises(VideoError, match="disk full"):
+        video.upscale_video(sr, clips["silent"], tmp_path / "x.mp4", progress=False)
+    assert not (tmp_path / "x.mp4").exists()

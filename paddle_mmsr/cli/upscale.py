@@ -225,13 +225,11 @@ class Report:
                 f"{seconds:.1f} s" + (f"; tiles: {share}" if n else ""))
 
 
-def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
-    """Upscale one file (and draw its routing map); raises on a bad file."""
+def process(sr, job, img, args, report: Report, tile_bar, map_file):
+    """Upscale one read image (and draw its routing map): (output image, map or None)."""
     import numpy as np
-    from paddle_mmsr.image.io import read_icc, read_image, to_rgb8, write_image
+    from paddle_mmsr.image.io import to_rgb8
     from paddle_mmsr.sr.route import routing_map
-    check_memory(job, sr.scale, sr.tile, args.max_memory)
-    img = read_image(job)
 
     def progress(done, total):
         if tile_bar is not None:
@@ -243,16 +241,84 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         tile_bar.reset()
         tile_bar.set_description(job.name[:24])
     r = sr.reconstruct(img, args.routing, progress)
-    write_image(out, r.image, overwrite=args.overwrite, icc=read_icc(job),
-                png_compression=args.png_compression)
     for c in r.classes.tolist():
         report.tiles[c] = report.tiles.get(c, 0) + 1
+    pic = None
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
-        pic = routing_map(to_rgb8(img), r.grid, r.classes,
-                          {c: sr.label(c) for c in ids})
-        write_image(map_file, np.asarray(pic), overwrite=args.overwrite,
-                    png_compression=args.png_compression)
+        pic = np.asarray(routing_map(to_rgb8(img), r.grid, r.classes,
+                                     {c: sr.label(c) for c in ids}))
+    return r.image, pic
+
+
+def save_outputs(path: Path, out: Path, image, map_file, pic, args) -> None:
+    """Write the output (with the input's ICC profile) and the routing map."""
+    from paddle_mmsr.image.io import read_icc, write_image
+    write_image(out, image, overwrite=args.overwrite, icc=read_icc(path),
+                png_compression=args.png_compression)
+    if map_file is not None:
+        write_image(map_file, pic, overwrite=args.overwrite, png_compression=args.png_compression)
+
+
+class Overlap:
+    """Reading the next input and writing the last output run in two threads while
+    the network works on the current image: at most one image read ahead and one
+    output waiting to be written (bounded memory). A write's failure is its file's."""
+
+    def __init__(self, steps, report: Report, read):
+        from concurrent.futures import ThreadPoolExecutor
+        self.read_image, self.report = read, report
+        self.runnable = [k for k, st in enumerate(steps) if st[3] is None]
+        self.steps, self.reads, self.pending = steps, {}, None
+        self.reader, self.writer = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+        self._read_after(-1)
+
+    def _read_after(self, k: int) -> None:
+        nxt = next((j for j in self.runnable if j > k), None)
+        if nxt is not None and nxt not in self.reads:
+            self.reads[nxt] = self.reader.submit(self.read_image, self.steps[nxt][0])
+
+    def image(self, k: int):
+        """Step ``k``'s image (raises its read error); starts reading the next one."""
+        try:
+            return self.reads.pop(k).result()
+        finally:
+            self._read_after(k)
+
+    def write(self, path, *args) -> None:
+        self.settle()
+        self.pending = (path, self.writer.submit(save_outputs, path, *args))
+
+    def settle(self) -> None:
+        """Wait for the last write; count it done or failed."""
+        if self.pending is None:
+            return
+        path, future = self.pending
+        self.pending = None
+        try:
+            future.result()
+            self.report.done += 1
+        except FileExistsError as e:
+            self.report.fail(str(e))
+        except Exception as e:
+            self.report.fail(f"{path}: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        """Finish the write under way (outputs are written atomically: whole or not at
+        all), drop reads not needed any more."""
+        self.reader.shutdown(wait=False, cancel_futures=True)
+        self.writer.shutdown(wait=True)
+
+
+def first_use_note():
+    """An ``on_export`` hook saying once why the first run of a bundle takes longer."""
+    said = []
+
+    def note(entry) -> None:
+        if not said:
+            said.append(True)
+            print("preparing models (first use)", file=sys.stderr, flush=True)
+    return note
 
 
 def plan(args, notes: list | None = None) -> list:
@@ -346,7 +412,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except Stopped as e:
-        print(f"\nstopped by {e}: the file being written was removed; finished outputs are "
+        print(f"\nstopped by {e}: no partial file is left; finished outputs are "
               "kept (run again to do the rest)", file=sys.stderr)
         return 128 + e.signum
     finally:
@@ -405,7 +471,7 @@ def _run(args) -> int:
             check_device(args.device)
             sr = MMSR.load(bundle, backend=args.backend, device=args.device,
                            batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
-                           precision=args.precision, **options)
+                           precision=args.precision, on_export=first_use_note(), **options)
             if not args.quiet:
                 print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
             sr.prepare(args.routing)
@@ -416,20 +482,31 @@ def _run(args) -> int:
     file_bar = tqdm(total=len(steps), desc="files", unit="file", disable=not bars, file=sys.stderr)
     tile_bar = (tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr)
                 if bars else None)
-    for path, out, map_file, problem in steps:
-        file_bar.update(1)
-        if problem is not None:
-            (report.fail if problem[0] == "fail" else report.skip)(problem[1])
-            continue
-        try:
-            process(sr, path, out, args, report, tile_bar, map_file)
-            report.done += 1
-        except (ImageReadError, FileExistsError, MemoryError) as e:
-            report.fail(str(e))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one bad file must not stop the batch
-            report.fail(f"{path}: {type(e).__name__}: {e}")
+    from paddle_mmsr.image.io import read_image
+
+    def read(path):  # refuses, before decoding, an image too big for the memory allowed
+        check_memory(path, sr.scale, sr.tile, args.max_memory)
+        return read_image(path)
+
+    io = Overlap(steps, report, read)
+    try:
+        for k, (path, out, map_file, problem) in enumerate(steps):
+            file_bar.update(1)
+            if problem is not None:
+                (report.fail if problem[0] == "fail" else report.skip)(problem[1])
+                continue
+            try:
+                image, pic = process(sr, path, io.image(k), args, report, tile_bar, map_file)
+                io.write(out, image, map_file, pic, args)
+            except (ImageReadError, MemoryError) as e:
+                report.fail(str(e))
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad file must not stop the batch
+                report.fail(f"{path}: {type(e).__name__}: {e}")
+        io.settle()
+    finally:
+        io.close()
     if tile_bar is not None:
         tile_bar.close()
     file_bar.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
 from paddle_mmsr.cli import needs_paddle  # noqa: E402
-from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE  # noqa: E402
+from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE, first_use_note  # noqa: E402
 from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
 
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     try:
         check_device(args.device)
         sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                       precision=args.precision, **options)
+                       precision=args.precision, on_export=first_use_note(), **options)
         if not args.quiet:
             print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
         sr.prepare(args.routing)

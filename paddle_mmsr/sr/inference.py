@@ -32,7 +32,7 @@ from paddle_mmsr import sha256_file
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
            "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation",
-           "configure_cpu"]
+           "configure_cpu", "cached_export"]
 
 BACKENDS = ("auto", "inference", "dygraph")
 DEVICES = ("cpu", "gpu")
@@ -258,9 +258,25 @@ def _make_cache_folder(root: Path) -> Path:
         raise ExportLimitation(f"no writable folder for the export cache ({e})") from None
 
 
-def export_generator(bundle, entry, cache_dir=None) -> tuple:
+def cached_export(bundle, entry, cache_dir=None):
+    """(model file, params file) of a complete, current export of class ``entry``
+    whose weights are the manifest's (sha256), else None. No export work."""
+    weights = bundle.weight_path(entry)
+    if not weights.exists():
+        return None
+    sha = sha256_file(weights)
+    if entry.sha256 and sha != entry.sha256:
+        return None
+    final = cache_root(bundle, cache_dir) / sha
+    files = _model_files(final)
+    if files and _read_meta(final) == {**_export_meta(bundle, entry), "files": _file_hashes(files)}:
+        return files
+    return None
+
+
+def export_generator(bundle, entry, cache_dir=None, on_export=None) -> tuple:
     """Export class ``entry`` (once; again if the cached files changed) and return
-    (model file, params file)."""
+    (model file, params file). ``on_export(entry)`` is called before an export is made."""
     import paddle
     _require_inference()
     root = cache_root(bundle, cache_dir)
@@ -271,6 +287,8 @@ def export_generator(bundle, entry, cache_dir=None) -> tuple:
         files = _valid_export(final, meta)
         if files:
             return files
+        if on_export is not None:
+            on_export(entry)
         layer = bundle.build_generator(entry)  # checks the manifest sha256 too
         _fast_activations(layer)
         tmp = _make_cache_folder(root)
@@ -335,7 +353,7 @@ def prune_cache(bundle=None, cache_dir=None) -> list:
 
 def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
                 threads: int | None = None, cache_dir=None, tensorrt: bool = False,
-                max_input=(4, 128), precision: str = "fp32"):
+                max_input=(4, 128), precision: str = "fp32", on_export=None):
     """A runner for one class. ``auto``: Paddle Inference, dygraph on an ExportLimitation.
     ``precision``: ``fp32`` or ``bf16`` (decided by ``precision.choose_precision``);
     bf16 needs Paddle Inference."""
@@ -348,7 +366,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
     check_device(device)
     if backend != "dygraph":
         try:
-            model, params = export_generator(bundle, entry, cache_dir)
+            model, params = export_generator(bundle, entry, cache_dir, on_export)
             return PredictorRunner(model, params, device, threads, tensorrt, max_input,
                                    precision)
         except ExportLimitation as e:

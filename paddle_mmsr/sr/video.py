@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -147,11 +149,13 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
                   start: float | None = None, duration: float | None = None,
                   routing: str = "tvat", stability: float = 0.15, segment: float = 10.0,
                   deinterlace: str = "auto", overwrite: bool = False, progress: bool = True,
-                  log=print, info=None) -> dict:
+                  log=print, info=None, depth: int = 2) -> dict:
     """Upscale ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv); returns a summary dict.
     ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr
     (True), progress lines through ``log`` at most every 30 s ("lines") or none;
-    ``info``: ``probe(src, start, duration, deinterlace)`` when already made."""
+    ``info``: ``probe(src, start, duration, deinterlace)`` when already made.
+    Decoding, upscaling and encoding overlap: frames are read and written in two
+    threads, at most ``depth`` waiting on each side (0: one after another)."""
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in CONTAINERS:
         raise VideoError(f"{dst}: the output must end in {', '.join(CONTAINERS)}")
@@ -221,19 +225,21 @@ def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, du
                     reader.close()
                 reader, at = FrameReader(info, start, duration, first), first
             writer = SegmentWriter(seg, info.width * s, info.height * s, info.fps, codec)
+            behind = Background(writer.write, depth)
             try:
-                for _ in range(count):
-                    frame = reader.read()
+                for frame in frames_ahead(reader, count, depth):
                     if frame is None:
                         raise VideoError(f"{src}: the decoder gave {at} frames, "
                                          f"{info.frames} were counted")
                     at += 1
-                    writer.write(_upscale_frame(sr, frame, routing, router))
+                    behind.put(_upscale_frame(sr, frame, routing, router))
                     if bar is not None:
                         bar.update(1)
+                behind.join()
                 writer.finish()
             except BaseException:
-                writer.abort()
+                writer.abort()  # first: a write blocked on the encoder's pipe then fails
+                behind.stop()
                 raise
             tmp = folder / f"seg_{k:06d}.json.tmp"
             tmp.write_text(json.dumps({"frames": count, "classes": router.state()}))
@@ -265,6 +271,103 @@ def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, du
             "fps": float(info.fps), "size": (info.width * s, info.height * s),
             "audio": info.audio, "class_switches": switches,
             "seconds": time.perf_counter() - t0, "notes": info.notes}
+
+
+def frames_ahead(reader, count: int, depth: int = 2):
+    """The next ``count`` frames of ``reader`` (None past its end), read by a thread up to
+    ``depth`` frames ahead; ``depth=0`` reads in the caller's thread."""
+    if depth <= 0:
+        for _ in range(count):
+            yield reader.read()
+        return
+    q, stop = queue.Queue(depth), threading.Event()
+
+    def work():
+        try:
+            for _ in range(count):
+                item = ("frame", reader.read())
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+                if stop.is_set():
+                    return
+        except BaseException as e:  # handed to the caller
+            q.put(("error", e))
+
+    t = threading.Thread(target=work, daemon=True, name="frame-reader")
+    t.start()
+    try:
+        for _ in range(count):
+            kind, item = q.get()
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+class Background:
+    """Calls ``fn(item)`` in a thread, in order, with at most ``depth`` items waiting
+    (``put`` blocks beyond); a failure is raised by the next ``put`` or ``join``.
+    ``depth=0`` calls ``fn`` in the caller's thread."""
+
+    def __init__(self, fn, depth: int = 2):
+        self.fn, self.depth, self.error = fn, depth, None
+        if depth > 0:
+            self.q = queue.Queue(depth)
+            self.t = threading.Thread(target=self._work, daemon=True, name="frame-writer")
+            self.t.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            try:
+                if item is _STOP:
+                    return
+                if self.error is None:
+                    self.fn(item)
+            except BaseException as e:
+                self.error = e
+            finally:
+                self.q.task_done()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, item) -> None:
+        if self.depth <= 0:
+            self.fn(item)
+            return
+        self._raise()
+        self.q.put(item)
+
+    def join(self) -> None:
+        """Wait until every item is done; raise a failure."""
+        if self.depth > 0:
+            self.q.join()
+            self.stop()
+            self._raise()
+
+    def stop(self) -> None:
+        """End the thread (after the items already waiting)."""
+        if self.depth > 0 and self.t.is_alive():
+            self.error = self.error or _Stopped()
+            self.q.put(_STOP)
+            self.t.join()
+            if isinstance(self.error, _Stopped):
+                self.error = None
+
+
+class _Stopped(Exception):
+    """Marks a stopped Background: the items still waiting are dropped."""
+
+
+_STOP = object()
 
 
 def _upscale_frame(sr, frame: np.ndarray, routing: str, router) -> np.ndarray:
