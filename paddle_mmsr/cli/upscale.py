@@ -497,7 +497,7 @@ def _run(args) -> int:
                 continue
             try:
                 image, pic = process(sr, path, io.image(k), args, report, tile_bar, map_file)
-                io.write(out, image, map_file, pic, args)
+                io.write(path, out, image, map_file, pic, args)
             except (ImageReadError, MemoryError) as e:
                 report.fail(str(e))
             except KeyboardInterrupt:
