@@ -197,8 +197,11 @@ def test_first_use_is_announced_once_and_warm_runs_do_no_export(bundle, inputs, 
     res, _, _ = first_run
     assert res.stderr.count("preparing models (first use)") == 1
     d, _ = inputs
-    res = run_cli(d / "rgb.png", "-o", tmp_path, "--bundle", bundle, "--tile", 32,
-                  "--backend", "inference")
+    args = (d / "rgb.png", "-o", tmp_path, "--bundle", bundle, "--tile", 32,
+            "--backend", "inference", "--overwrite")
+    cold = run_cli(*args)  # this test's own HOME: an empty export cache
+    assert cold.returncode == 0 and cold.stderr.count("preparing models (first use)") == 1
+    res = run_cli(*args)
     assert res.returncode == 0, res.stderr
     assert "preparing models (first use)" not in res.stderr
     assert "precision: fp32" in res.stderr

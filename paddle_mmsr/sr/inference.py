@@ -258,20 +258,18 @@ def _make_cache_folder(root: Path) -> Path:
         raise ExportLimitation(f"no writable folder for the export cache ({e})") from None
 
 
+def _cache_entry(bundle, entry, cache_dir=None) -> tuple:
+    """(folder, meta) of class ``entry``'s export: keyed by its verified weights and
+    the exporter's version."""
+    sha = sha256_file(bundle.verified_weights(entry))  # the manifest's, when it has one
+    meta = _export_meta(bundle, entry, sha)
+    return cache_root(bundle, cache_dir) / sha256_text(json.dumps(meta, sort_keys=True))[:32], meta
+
+
 def cached_export(bundle, entry, cache_dir=None):
     """(model file, params file) of a complete, current export of class ``entry``
     whose weights are the manifest's (sha256), else None. No export work."""
-    weights = bundle.weight_path(entry)
-    if not weights.exists():
-        return None
-    sha = sha256_file(weights)
-    if entry.sha256 and sha != entry.sha256:
-        return None
-    final = cache_root(bundle, cache_dir) / sha
-    files = _model_files(final)
-    if files and _read_meta(final) == {**_export_meta(bundle, entry), "files": _file_hashes(files)}:
-        return files
-    return None
+    return _valid_export(*_cache_entry(bundle, entry, cache_dir)) or None
 
 
 def export_generator(bundle, entry, cache_dir=None, on_export=None) -> tuple:
@@ -279,10 +277,8 @@ def export_generator(bundle, entry, cache_dir=None, on_export=None) -> tuple:
     (model file, params file). ``on_export(entry)`` is called before an export is made."""
     import paddle
     _require_inference()
-    root = cache_root(bundle, cache_dir)
-    sha = sha256_file(bundle.verified_weights(entry))  # the manifest's, when it has one
-    meta = _export_meta(bundle, entry, sha)
-    final = root / sha256_text(json.dumps(meta, sort_keys=True))[:32]
+    final, meta = _cache_entry(bundle, entry, cache_dir)
+    root = final.parent
     with _EXPORT_LOCK:
         files = _valid_export(final, meta)
         if files:
