@@ -141,6 +141,8 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
 def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, duration, routing,
                    stability, segment, deinterlace, overwrite, progress, log, info) -> dict:
     info = info or probe(src, start, duration, deinterlace)
+    from paddle_mmsr.image.video_io import check_encoder_size
+    check_encoder_size(info.width * sr.scale, info.height * sr.scale)  # before any frame
     for note in info.notes:
         log(f"note: {note}")
     if not info.audio:
