@@ -606,3 +606,12 @@ def test_sigterm_stops_a_video_run_cleanly(bundle, tmp_path):
     for crash in ("Traceback", "SIGTERM received", "Aborted", "C++ Traceback"):
         assert crash not in err, err
     assert not dst.exists() and not list(parts.glob("*.part.mkv"))
+
+
+def test_an_unwritable_training_output_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")  # (as root a read-only folder is still writable)
+    r = run_tool("train.py", "-c", ROOT / "configs" / "demo_cpu.yaml", "-o",
+                 f"output={blocker / 'run'}")
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot write"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
