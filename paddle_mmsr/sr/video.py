@@ -181,6 +181,8 @@ def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, du
                    stability, segment, deinterlace, overwrite, progress, log, info,
                    depth) -> dict:
     info = info or probe(src, start, duration, deinterlace)
+    from paddle_mmsr.image.video_io import check_encoder_size
+    check_encoder_size(info.width * sr.scale, info.height * sr.scale)  # before any frame
     for note in info.notes:
         log(f"note: {note}")
     if not info.audio:
