@@ -98,7 +98,8 @@ def _timed(run, x):
     return time.perf_counter() - w, time.process_time() - c
 
 
-def models(tmp: Path, rounds: int, bf16: bool, log) -> tuple:
+def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_psnr",
+                                                                "srgan_16-8_x4_psnr")) -> tuple:
     """Per class: tile times (wall and process CPU, median of interleaved rounds) of
     the export as now, the old export (fusions off), bf16, batches, 64 px tiles; and
     the share of the peak kernel's throughput measured in the same rounds."""
@@ -111,7 +112,7 @@ def models(tmp: Path, rounds: int, bf16: bool, log) -> tuple:
     x1 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
     x4 = np.random.default_rng(1).random((4, 3, 128, 128), dtype=np.float32)
     s4 = np.random.default_rng(2).random((4, 3, 64, 64), dtype=np.float32)
-    for name in ("mmsr_x4_psnr", "srgan_16-8_x4_psnr"):
+    for name in bundles:
         b = load_bundle(ROOT / "pretrained" / name)
         for e in b.classes:
             runs = {"fused": _runner(b, e), "unfused": _runner(b, e, fused=False)}
@@ -215,11 +216,11 @@ def settings(rounds: int, tiles: int, log) -> dict:
     return table
 
 
-def photos(folder: Path, size: int = 256) -> list:
+def photos(folder: Path, size: int = 256, count: int = len(PHOTOS)) -> list:
     from skimage import data
     from paddle_mmsr.image.io import write_image
     folder.mkdir(parents=True, exist_ok=True)
-    for n in PHOTOS:
+    for n in PHOTOS[:count]:
         a = getattr(data, n)()
         a = np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a[:, :, :3]
         y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
@@ -238,8 +239,9 @@ def _cli(checkout: Path, inputs, out: Path, *options) -> float:
     return time.perf_counter() - t
 
 
-def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log) -> dict:
-    inputs = photos(tmp / "in")
+def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log, bundles=BUNDLES,
+               count: int = len(PHOTOS)) -> dict:
+    inputs = photos(tmp / "in", count=count)
     tiny = tmp / "tiny.png"
     from paddle_mmsr.image.io import read_image, write_image
     write_image(tiny, read_image(inputs[0])[:32, :32])
@@ -251,31 +253,33 @@ def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log) -> dic
                        check=True, capture_output=True)
         checkouts["base"] = wt
     cases = {}
-    for name in BUNDLES:
+    for name in bundles:
         for p in precisions:
             cases[f"{name} {p}"] = ("this", ["--bundle", str(ROOT / "pretrained" / name),
                                              "--precision", p])
-    if base:  # the base checkout's own copy of the default bundle (its cache stays there)
+    if base and "mmsr_x4_psnr" in bundles:  # the base's own copy of the default bundle
         cases["base mmsr_x4_psnr fp32"] = ("base", ["--bundle", str(
             checkouts["base"] / "pretrained" / "mmsr_x4_psnr")])
-        cases["this mmsr_x4_psnr fp32 (vs base)"] = cases["mmsr_x4_psnr fp32"]
-    for k, (c, opts) in cases.items():  # warm the export caches
-        _cli(checkouts[c], [tiny], tmp / "warm", *opts)
-    times = {k: [] for k in cases}
-    startup = {c: [] for c in checkouts}
-    for _ in range(rounds):
-        for k, (c, opts) in cases.items():
-            times[k].append(_cli(checkouts[c], inputs, tmp / "out", *opts))
-        for c in checkouts:
-            startup[c].append(_cli(checkouts[c], [tiny], tmp / "tinyout"))
+    try:
+        for k, (c, opts) in cases.items():  # warm the export caches
+            _cli(checkouts[c], [tiny], tmp / "warm", *opts)
+        times = {k: [] for k in cases}
+        startup = {c: [] for c in checkouts}
+        for _ in range(rounds):
+            for k, (c, opts) in cases.items():
+                times[k].append(_cli(checkouts[c], inputs, tmp / "out", *opts))
+            for c in checkouts:
+                startup[c].append(_cli(checkouts[c], [tiny], tmp / "tinyout"))
+    finally:
+        if base:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(checkouts["base"])], capture_output=True)
     res = {"images": len(inputs), "output_mp": out_mp,
            "seconds_per_output_mp": {k: float(np.median(v)) / out_mp for k, v in times.items()},
            "startup_s": {c: float(np.median(v)) for c, v in startup.items()}}
-    if base:
+    if "base mmsr_x4_psnr fp32" in times:  # same rounds: a ratio of interleaved runs
         res["base_over_this"] = float(np.median(np.array(times["base mmsr_x4_psnr fp32"])
-                                                / np.array(times["this mmsr_x4_psnr fp32 (vs base)"])))
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                        str(checkouts["base"])], capture_output=True)
+                                                / np.array(times["mmsr_x4_psnr fp32"])))
     log(f"  {json.dumps(res)}")
     return res
 
@@ -298,7 +302,7 @@ def video(tmp: Path, log) -> dict:
 
     sr.reconstruct = timed
     res = {}
-    for w, h, n in ((352, 288, 8), (720, 576, 4)):
+    for w, h, n in ((352, 288, 6), (720, 576, 3)):
         big = np.pad(src, ((0, max(0, h + 4 * n - 512)), (0, max(0, w + 4 * n - 512)), (0, 0)),
                      mode="reflect")
         frames = [np.ascontiguousarray(big[i * 4:i * 4 + h, i * 4:i * 4 + w]) for i in range(n)]
@@ -372,6 +376,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=("models", "settings", "end_to_end", "video"))
+    ap.add_argument("--bundles", nargs="+", default=list(BUNDLES),
+                    help="shipped bundles to time (pretrained/NAME; default: %(default)s)")
+    ap.add_argument("--model-bundles", nargs="+", default=["mmsr_x4_psnr", "srgan_16-8_x4_psnr"],
+                    help="bundles whose class models are timed tile by tile")
+    ap.add_argument("--photos", type=int, default=len(PHOTOS),
+                    help="how many of the 256 px photos to upscale end to end")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed"))
     args = ap.parse_args(argv)
     from paddle_mmsr.runtime import tune_process
@@ -391,12 +401,14 @@ def main(argv=None) -> int:
     precisions = ("fp32", "bf16") if bf16 else ("fp32",)
     with tempfile.TemporaryDirectory() as tmp:
         if "models" not in args.skip:
-            r["models"], measured = models(Path(tmp), max(3, 2 * args.rounds), bf16, log)
+            r["models"], measured = models(Path(tmp), max(3, 2 * args.rounds), bf16, log,
+                                           args.model_bundles)
             r["peak"].update(measured)
         if "settings" not in args.skip:
-            r["settings"] = settings(args.rounds, 6, log)
+            r["settings"] = settings(args.rounds, 4, log)
         if "end_to_end" not in args.skip:
-            r["end_to_end"] = end_to_end(Path(tmp), args.base, args.rounds, precisions, log)
+            r["end_to_end"] = end_to_end(Path(tmp), args.base, args.rounds, precisions, log,
+                                         args.bundles, args.photos)
         if "video" not in args.skip:
             r["video"] = video(Path(tmp), log)
     r["load_after"] = os.getloadavg()
