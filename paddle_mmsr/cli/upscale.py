@@ -22,15 +22,14 @@ import time
 import warnings
 from pathlib import Path
 
+from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle
 from paddle_mmsr.image.io import PNG_COMPRESSION
 from paddle_mmsr.sr.inference import BACKENDS, DEVICES
 from paddle_mmsr.sr.precision import PRECISIONS
 from paddle_mmsr.sr.route import ROUTINGS
 
-ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
-DEFAULT_BUNDLE = ROOT / "pretrained" / "mmsr_x4_psnr"
 WRITABLE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -64,8 +63,8 @@ def parse_args(argv=None):
                                  "tiles routed by texture (TVAT) to generators of matching size.")
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
-    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
-                    help="bundle folder (default: %(default)s)")
+    ap.add_argument("--bundle", help="bundle folder, or the name of a shipped bundle "
+                    f"(default: {DEFAULT_BUNDLE})")
     ap.add_argument("--tile", type=_int_at_least(1), help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=_int_at_least(0), help="tile overlap in LR px (default 16)")
     ap.add_argument("--device", type=_device, default="cpu",
@@ -287,9 +286,10 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    bundle = Path(args.bundle)
-    if not (bundle / "manifest.yaml").exists():
-        print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+    try:
+        bundle = resolve_bundle(args.bundle)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
