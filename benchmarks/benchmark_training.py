@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from paddle_mmsr.config import DEVICES
-from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.core.spec import FORMS
 
 
 def make_step(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 96,

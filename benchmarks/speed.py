@@ -97,7 +97,7 @@ def _runner(bundle, entry, precision="fp32", fused=True):
 
 def models(peak_gflops: float, rounds: int, bf16: bool, log) -> list:
     from benchmark_reconstruction import multiply_adds
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
     rows = []
     x1 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
     x4 = np.random.default_rng(1).random((4, 3, 128, 128), dtype=np.float32)
@@ -146,7 +146,7 @@ sys.path.insert(0, {root!r})
 from paddle_mmsr.runtime import tune_process
 tune_process()
 import numpy as np
-from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.sr.inference import make_runner
 b = load_bundle({bundle!r})
 r = make_runner(b, b.classes[-1], "inference")

@@ -17,9 +17,9 @@ from typing import Optional
 
 import yaml
 
-from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.core.tvat import TVATSettings
 from paddle_mmsr.image.degrade import DOWNSCALERS, VIDEO_CODECS, Degradation, DegradationMix
-from paddle_mmsr.models.spec import FORMS, LAYER_NAMES, ModelSpec
+from paddle_mmsr.core.spec import FORMS, LAYER_NAMES, ModelSpec
 from paddle_mmsr.sr.inference import BACKENDS
 from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
 
@@ -179,7 +179,7 @@ class Config:
     def generator_options(self, class_id: int) -> dict:
         """Generator kwargs of one class (model defaults + class overrides; a width in
         the class spec, e.g. "4-6w16", sets ``channels``)."""
-        from paddle_mmsr.models.spec import ModelSpec
+        from paddle_mmsr.core.spec import ModelSpec
         opts = asdict(self.model.generator)
         opts.update(self.classes[class_id].generator)
         return ModelSpec.parse(self.classes[class_id].spec).generator_options(opts)

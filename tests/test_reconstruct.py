@@ -12,14 +12,14 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.sr.bundle import load_bundle, make_bundle, save_weights, write_manifest  # noqa: E402
+from paddle_mmsr.core.manifest import load_bundle, make_bundle, save_weights, write_manifest  # noqa: E402
 from paddle_mmsr.sr.inference import cache_root, export_generator, make_runner  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.image.resize import imresize  # noqa: E402
 from paddle_mmsr.sr.route import FLAT, routing_map  # noqa: E402
 from paddle_mmsr.sr.stitch import tile_weight  # noqa: E402
-from paddle_mmsr.sr.tiles import TileGrid, balanced_starts, tile_starts  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tiles import TileGrid, balanced_starts, tile_starts  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)

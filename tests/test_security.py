@@ -17,10 +17,10 @@ paddle = pytest.importorskip("paddle")
 from conftest import ROOT  # noqa: E402
 from paddle_mmsr import MMSR, sha256_file  # noqa: E402
 from paddle_mmsr.cli import convert  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.sr import inference  # noqa: E402
-from paddle_mmsr.sr.bundle import (BundleError, load_bundle, load_class_state,  # noqa: E402
+from paddle_mmsr.core.manifest import (BundleError, load_bundle, load_class_state,  # noqa: E402
                                    make_bundle)
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)

@@ -226,7 +226,7 @@ def plan(args, notes: list | None = None) -> list:
 
 
 def tiling_error(args) -> str | None:
-    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
+    from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
     tile = DEFAULT_TILE if args.tile is None else args.tile
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     if overlap >= tile:
@@ -326,7 +326,7 @@ def _run(args) -> int:
                 return 2
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from paddle_mmsr.sr.bundle import BundleError
+            from paddle_mmsr.core.manifest import BundleError
             from paddle_mmsr.sr.inference import check_device
             from paddle_mmsr.sr.reconstruct import MMSR
             import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...

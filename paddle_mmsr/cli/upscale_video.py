@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         return 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from paddle_mmsr.sr.bundle import BundleError
+        from paddle_mmsr.core.manifest import BundleError
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
         from paddle_mmsr.sr.video import parts_dir, upscale_video

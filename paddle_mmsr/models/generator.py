@@ -31,7 +31,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.core.spec import FORMS
 
 
 def _cubic(d: float, a: float = -0.75) -> float:

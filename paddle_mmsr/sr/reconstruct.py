@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
 from paddle_mmsr.sr.precision import choose_precision
 from paddle_mmsr.image.resize import bicubic_weights
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
+from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
 __all__ = ["MMSR", "Reconstruction"]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from paddle_mmsr.data.tvat import vsp
+from paddle_mmsr.core.tvat import vsp
 from paddle_mmsr.models import ModelSpec
-from paddle_mmsr.sr.tiles import tile_starts
+from paddle_mmsr.core.tiles import tile_starts
 
 __all__ = ["FLAT", "ROUTINGS", "ROUTE_SCORES", "route", "tile_scores", "largest_class",
            "class_cost", "class_label", "class_colour", "routing_map"]

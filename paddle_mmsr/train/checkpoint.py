@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.safe_files import (LegacyFile, UnsafeFile, checked_file, dumps, load_tensors,
+from paddle_mmsr.core.safe_files import (LegacyFile, UnsafeFile, checked_file, dumps, load_tensors,
                                     pack_state, read_header, refuse_legacy, save_tensors,
                                     unpack_state)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.sr.bundle import check_state_dict, save_weights
+from paddle_mmsr.core.manifest import check_state_dict, save_weights
 from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream, warm_then
@@ -208,7 +208,7 @@ def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
 
 def init_from_bundle(nets: dict, root, job: ClassJob) -> None:
     """Start G (and its EMA) from class ``job.id`` of the bundle at ``root``."""
-    from paddle_mmsr.sr.bundle import BundleError, load_bundle
+    from paddle_mmsr.core.manifest import BundleError, load_bundle
     bundle = load_bundle(root)
     entries = [e for e in bundle.classes if e.id == job.id]
     if not entries:

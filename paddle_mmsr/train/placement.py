@@ -18,7 +18,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from paddle_mmsr.models.spec import ModelSpec
+from paddle_mmsr.core.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from paddle_mmsr.data.split import ALL_MANIFEST
-from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.core.tvat import TVATSettings
 from paddle_mmsr.train.placement import (class_cost, classes_of_rank, device_for_rank, place_classes,
                                          rank_info, rank_loads)
 from paddle_mmsr.train.preflight import check_inputs
@@ -316,7 +316,7 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", rep
     written, before the (long) routed validation.
     """
     from paddle_mmsr.train.finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
-    from paddle_mmsr.sr.bundle import earlier_bundle
+    from paddle_mmsr.core.manifest import earlier_bundle
     out = cfg.output_dir
     world = info.world_size if info else 1
     trouble = trouble or {}

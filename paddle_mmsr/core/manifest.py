@@ -45,11 +45,11 @@ import yaml
 from paddle_mmsr import sha256_file
 from paddle_mmsr.config import GeneratorOptions, _suggest
 from paddle_mmsr.models import ModelSpec, build_generator
-from paddle_mmsr.models.spec import FORMS
-from paddle_mmsr.safe_files import (UnsafeFile, checked_file, convert_hint, load_tensors,
+from paddle_mmsr.core.spec import FORMS
+from paddle_mmsr.core.safe_files import (UnsafeFile, checked_file, convert_hint, load_tensors,
                                     read_capped, read_header, save_tensors)
-from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+from paddle_mmsr.core.tvat import TVATSettings
+from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
 
 FORMAT = "paddle-mmsr-bundle/2"
 LEGACY_FORMATS = ("paddle-mmsr-bundle/1",)  # pickled .pdparams weights: converted, not loaded
