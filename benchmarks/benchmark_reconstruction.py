@@ -40,7 +40,7 @@ def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, chann
     """A bundle of randomly initialised generators (timing only). ``channels`` is the
     width of specs without a "wC" suffix."""
     import paddle
-    from paddle_mmsr.core.manifest import make_bundle
+    from paddle_mmsr.models.weights import make_bundle
     from paddle_mmsr.models import build_generator
     from paddle_mmsr.core.tvat import TVATSettings
     paddle.seed(seed)
@@ -74,9 +74,10 @@ def multiply_adds(layer, tile: int) -> int:
 
 def class_throughput(sr, tile_s: dict, tile=128, peak=PEAK_GFLOPS) -> dict:
     """Per class: seconds per tile, GMAC, effective GFLOP/s and share of ``peak``."""
+    from paddle_mmsr.models.weights import build_class_generator
     out = {}
     for c in sr.bundle.classes:
-        macs = multiply_adds(sr.bundle.build_generator(c, load_weights=False), tile)
+        macs = multiply_adds(build_class_generator(sr.bundle, c, load_weights=False), tile)
         gflops = 2 * macs / 1e9 / tile_s[c.id]
         out[c.id] = {"label": sr.label(c.id), "tile_s": tile_s[c.id], "gmac": macs / 1e9,
                      "gflops": gflops, "peak_share": gflops / peak}

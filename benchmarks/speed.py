@@ -98,6 +98,7 @@ def _runner(bundle, entry, precision="fp32", fused=True):
 def models(peak_gflops: float, rounds: int, bf16: bool, log) -> list:
     from benchmark_reconstruction import multiply_adds
     from paddle_mmsr.core.manifest import load_bundle
+    from paddle_mmsr.models.weights import build_class_generator
     rows = []
     x1 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
     x4 = np.random.default_rng(1).random((4, 3, 128, 128), dtype=np.float32)
@@ -121,7 +122,7 @@ def models(peak_gflops: float, rounds: int, bf16: bool, log) -> list:
                     times[k].append(time.perf_counter() - t)
             med = {k: float(np.median(v)) for k, v in times.items()}
             ratio = float(np.median(np.array(times["unfused"]) / np.array(times["fused"])))
-            macs = multiply_adds(b.build_generator(e, load_weights=False), 128)
+            macs = multiply_adds(build_class_generator(b, e, load_weights=False), 128)
             row = {"bundle": name, "class": e.id, "spec": e.spec, "gmac_per_tile": macs / 1e9,
                    "tile_s": med["fused"], "unfused_tile_s": med["unfused"],
                    "unfused_over_fused": ratio, "gflops": 2 * macs / 1e9 / med["fused"],

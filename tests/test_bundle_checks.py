@@ -17,7 +17,8 @@ from paddle_mmsr import MMSR  # noqa: E402
 from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.sr import inference  # noqa: E402
-from paddle_mmsr.core.manifest import BundleError, load_bundle, make_bundle  # noqa: E402
+from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.sr.inference import export_generator, make_runner  # noqa: E402
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)

@@ -21,7 +21,7 @@ from paddle_mmsr.cli import upscale  # noqa: E402
 from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.image.io import ImageReadError, list_images, read_image, write_image  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.core.manifest import make_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
 

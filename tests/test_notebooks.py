@@ -157,7 +157,7 @@ def kernel_env(monkeypatch):
 def tiny_bundle(root: Path) -> Path:
     """Three tiny untrained 'fast' generators (output = bicubic + a small residual)."""
     import paddle
-    from paddle_mmsr.core.manifest import make_bundle
+    from paddle_mmsr.models.weights import make_bundle
     from paddle_mmsr.models import build_generator
     from paddle_mmsr.core.tvat import TVATSettings
     paddle.seed(0)

@@ -12,7 +12,8 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.core.manifest import load_bundle, make_bundle, save_weights, write_manifest  # noqa: E402
+from paddle_mmsr.core.manifest import load_bundle, write_manifest  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle, save_weights  # noqa: E402
 from paddle_mmsr.sr.inference import cache_root, export_generator, make_runner  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.image.resize import imresize  # noqa: E402

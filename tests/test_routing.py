@@ -12,7 +12,8 @@ skdata = pytest.importorskip("skimage.data")
 from paddle_mmsr import MMSR  # noqa: E402
 from paddle_mmsr.core.tvat import TVATSettings, tvat, vsp  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.core.manifest import BundleError, load_bundle, make_bundle  # noqa: E402
+from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.sr.calibrate import choose_bounds  # noqa: E402
 from paddle_mmsr.sr.inference import make_runner  # noqa: E402
 from paddle_mmsr.sr.route import FLAT, largest_class, tile_scores  # noqa: E402

@@ -13,7 +13,7 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 from PIL import Image  # noqa: E402
 
-from paddle_mmsr.core.manifest import make_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.image.io import read_image, write_image  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402

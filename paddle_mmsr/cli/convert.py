@@ -182,9 +182,10 @@ def convert_bundle(root) -> list:
     """Convert a format-1 bundle in place: new weights files, then the manifest
     (format 2, new names and sha256, everything else as it was). Returns the old files."""
     import yaml
-    from paddle_mmsr import sha256_file
+    from paddle_mmsr.core.files import sha256_file
     from paddle_mmsr.core.safe_files import checked_file
     from paddle_mmsr.core.manifest import FORMAT, LEGACY_FORMATS, MANIFEST, MAX_MANIFEST_BYTES, load_bundle
+    from paddle_mmsr.models.weights import check_weights
     root = Path(root)
     path = checked_file(MANIFEST, root, MAX_MANIFEST_BYTES, "bundle manifest")
     m = yaml.safe_load(path.read_text())
@@ -203,7 +204,7 @@ def convert_bundle(root) -> list:
     tmp = root / f".{MANIFEST}.convert"
     tmp.write_text(yaml.safe_dump(m, sort_keys=False))
     tmp.replace(path)
-    load_bundle(root).check_weights()
+    check_weights(load_bundle(root))
     return old
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle
 from paddle_mmsr.image.io import PNG_COMPRESSION
-from paddle_mmsr.sr.inference import BACKENDS, DEVICES
+from paddle_mmsr.core.devices import BACKENDS, DEVICES
 from paddle_mmsr.sr.precision import PRECISIONS
 from paddle_mmsr.sr.route import ROUTINGS
 

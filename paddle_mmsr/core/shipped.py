@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paddle_mmsr.core.manifest import MANIFEST
+
 DEFAULT_BUNDLE = "mmsr_x4_psnr"  # the bundle the commands use without --bundle
 INSTALLED = Path(__file__).resolve().parents[1] / "pretrained"
 CHECKOUT = Path(__file__).resolve().parents[2] / "pretrained"
@@ -18,7 +20,7 @@ def shipped_bundle(name: str = DEFAULT_BUNDLE) -> Path:
     places when neither holds it."""
     places = [INSTALLED / name, CHECKOUT / name]
     for folder in places:
-        if (folder / "manifest.yaml").is_file():
+        if (folder / MANIFEST).is_file():
             return folder
     raise FileNotFoundError(
         f"no shipped bundle {name!r}: looked in the installed package ({places[0]}) and in "
@@ -37,6 +39,6 @@ def resolve_bundle(text: str | None) -> Path:
             return shipped_bundle(text)
         except FileNotFoundError:
             pass
-    if not (path / "manifest.yaml").is_file():
+    if not (path / MANIFEST).is_file():
         raise FileNotFoundError(f"no bundle at {path}; pass --bundle or see README")
     return path

@@ -15,6 +15,18 @@ from typing import Optional
 FORMS = ("srgan", "fast", "compact")  # generator forms, see models/generator.py
 _SPEC = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:w\s*(\d+))?\s*$")
 
+
+@dataclass
+class GeneratorOptions:
+    """A generator's options beside its spec: the config's ``model.generator`` and
+    ``classes.N.generator``, a manifest's ``classes[i].generator``."""
+    channels: int = 64
+    form: str = "srgan"          # srgan (paper, with BN) | fast (no BN, bicubic residual)
+    #                              | compact (all convs at LR, one PixelShuffle; see models/generator.py)
+    head_kernel: int = 9
+    tail_kernel: int = 9
+
+
 # VGG19 feature layers: conv widths, "M" = max pool (paddle.vision's vgg19 layout)
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")

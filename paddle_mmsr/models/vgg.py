@@ -28,7 +28,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from paddle_mmsr import user_cache
+from paddle_mmsr.core.files import user_cache
 from paddle_mmsr.core.spec import LAYER_NAMES, VGG19_LAYOUT
 
 __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",

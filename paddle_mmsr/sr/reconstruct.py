@@ -23,6 +23,7 @@ from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
 from paddle_mmsr.sr.precision import choose_precision
 from paddle_mmsr.image.resize import bicubic_weights
+from paddle_mmsr.models.weights import check_weights
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
 from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
@@ -122,7 +123,7 @@ class MMSR:
     def load(cls, bundle_dir, **options) -> "MMSR":
         """Load a bundle folder and check its weights; ``options`` as for the constructor."""
         bundle = load_bundle(Path(bundle_dir))
-        bundle.check_weights()  # a few ms; a mismatch fails here, not at the first tile
+        check_weights(bundle)  # a few ms; a mismatch fails here, not at the first tile
         sr = cls(bundle, **options)
         if sr.backend != "dygraph":
             try:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from paddle_mmsr.core.tvat import vsp
-from paddle_mmsr.models import ModelSpec
+from paddle_mmsr.core.manifest import ROUTE_SCORES
+from paddle_mmsr.core.spec import ModelSpec
 from paddle_mmsr.core.tiles import tile_starts
+from paddle_mmsr.core.tvat import vsp
 
 __all__ = ["FLAT", "ROUTINGS", "ROUTE_SCORES", "route", "tile_scores", "largest_class",
            "class_cost", "class_label", "class_colour", "routing_map"]
 
 FLAT = -1
 ROUTINGS = ("tvat", "single")
-ROUTE_SCORES = ("tile", "cell_max")
 
 # One colour per class, simplest model first; flat tiles are light grey.
 PALETTE = [(40, 110, 255), (40, 190, 60), (255, 150, 0), (230, 30, 30),
