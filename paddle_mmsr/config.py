@@ -166,10 +166,14 @@ class Config:
 
     def generator_options(self, class_id: int) -> dict:
         """Generator kwargs of one class (model defaults + class overrides; a width in
-        the class spec, e.g. "4-6w16", sets ``channels``)."""
+        the class spec, e.g. "4-6w16", sets ``channels``: the model's is the default
+        of specs without one, a class's own ``channels`` must agree with it)."""
+        spec = ModelSpec.parse(self.classes[class_id].spec)
         opts = asdict(self.model.generator)
+        if spec.channels is not None:
+            del opts["channels"]
         opts.update(self.classes[class_id].generator)
-        return ModelSpec.parse(self.classes[class_id].spec).generator_options(opts)
+        return spec.generator_options(opts)
 
 
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
@@ -328,7 +332,7 @@ def _check(cfg: Config) -> Config:
     gen_keys = [f.name for f in fields(GeneratorOptions)]
     for i, c in enumerate(cfg.classes):
         try:
-            ModelSpec.parse(c.spec)
+            ModelSpec.parse(c.spec).generator_options(c.generator)
         except ValueError as e:
             errors.append(f"classes.{i}.spec: {e}")
         for k in c.generator:

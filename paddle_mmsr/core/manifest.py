@@ -274,6 +274,11 @@ def load_bundle(root) -> Bundle:
     if sorted(c.id for c in classes) != list(range(tv.n_classes)):
         raise BundleError(f"{path}: {tv.n_classes} TVAT classes need class ids "
                           f"0..{tv.n_classes - 1}, got {[c.id for c in classes]}")
+    for c in classes:  # the width is the spec's: a generator.channels must agree
+        try:
+            ModelSpec.parse(c.spec).generator_options(c.generator)
+        except ValueError as e:
+            raise BundleError(f"{path}: class {c.id}: {e}") from None
     return b
 
 

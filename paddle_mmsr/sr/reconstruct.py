@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import make_runner, prune_cache
 from paddle_mmsr.sr.precision import choose_precision
-from paddle_mmsr.image.resize import bicubic_weights
+from paddle_mmsr.image.resize import bicubic_up
 from paddle_mmsr.models.weights import check_weights
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
@@ -74,23 +73,6 @@ def _check_image(img) -> np.ndarray:
             raise ValueError(f"float images must be in [0, 1], got values in "
                              f"[{lo:g}, {hi:g}]{hint}")
     return img
-
-
-@lru_cache(maxsize=32)
-def _bicubic_matrix(n: int, scale: int) -> np.ndarray:
-    """(n * scale, n) matrix of the MATLAB-style bicubic upscale along one axis."""
-    w, idx = bicubic_weights(n, n * scale, float(scale))
-    m = np.zeros((n * scale, n), np.float64)
-    np.add.at(m, (np.arange(n * scale)[:, None], idx), w)
-    return m.astype(np.float32)
-
-
-def bicubic_up(a: np.ndarray, scale: int) -> np.ndarray:
-    """HxW[xC] float -> float32 ``scale`` x larger; equals ``resize.imresize``, faster."""
-    my, mx = _bicubic_matrix(a.shape[0], scale), _bicubic_matrix(a.shape[1], scale)
-    out = np.tensordot(my, a.astype(np.float32), axes=(1, 0))   # (H, w, ...)
-    out = np.tensordot(out, mx, axes=(1, 1))                    # (H, ..., W)
-    return np.moveaxis(out, -1, 1)
 
 
 class MMSR:

@@ -16,7 +16,7 @@ import yaml
 
 from paddle_mmsr.data.split import ALL_MANIFEST
 from paddle_mmsr.core.tvat import TVATSettings
-from paddle_mmsr.train.placement import (class_cost, classes_of_rank, device_for_rank, place_classes,
+from paddle_mmsr.train.placement import (training_cost, classes_of_rank, device_for_rank, place_classes,
                                          rank_info, rank_loads)
 from paddle_mmsr.train.preflight import check_inputs
 
@@ -150,7 +150,7 @@ def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     from paddle_mmsr.train.replicas import Replica
     info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
-    costs = [class_cost(cfg, c) for c in range(len(jobs))]
+    costs = [training_cost(cfg, c) for c in range(len(jobs))]
     owners = place_classes(costs, info.world_size, max_ranks=cfg.data.batch_size)
     mine = classes_of_rank(owners, info.rank)
     # before any class trains: paths exist, no class is empty. On several nodes a
@@ -321,7 +321,7 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", rep
     world = info.world_size if info else 1
     trouble = trouble or {}
     if owners is None:
-        costs = [class_cost(cfg, c) for c in range(len(jobs))]
+        costs = [training_cost(cfg, c) for c in range(len(jobs))]
         owners = place_classes(costs, world, max_ranks=cfg.data.batch_size)
     if reports is None:
         classes, weights = read_class_summaries(jobs), None
