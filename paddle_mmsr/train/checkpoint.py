@@ -2,7 +2,7 @@
 
 A safetensors file: the tensors (weights, optimizer moments, numpy's random
 state array) as tensors, everything else (step, random states, optimizer
-scalars, schedule) as JSON in its header's metadata (see safe_files.py).
+scalars, schedule) as JSON in its header's metadata (see core/safe_files.py).
 Nothing in it can run code when loaded. Old ``.pdckpt`` files are refused
 with the command that converts them.
 
