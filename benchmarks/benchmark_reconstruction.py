@@ -3,7 +3,8 @@
 Prints, in one run on the same images: dygraph vs Paddle Inference time for
 the largest generator on one tile, seconds per tile of every class model with
 its multiply-adds and effective GFLOP/s (2 FLOP per multiply-add; share of
-the machine's peak, --peak-gflops, ~190 for two AVX2/FMA cores here), routed MMSR vs the largest model on every
+the machine's peak, --peak-gflops, default derived from the CPU's flags and clock),
+routed MMSR vs the largest model on every
 tile (end to end, and estimated from per-class tile times measured in
 interleaved rounds, which other jobs' load cannot skew), TVAT + tiling
 overhead as a share of the total, output megapixels/s; optionally a tile-size
@@ -32,7 +33,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RANDOM_SPECS = ("4-6w16", "8-6w32", "16-8w48")   # the shipped bundle's class models
 CALIBRATED_BOUNDS = [0.8864, 1.4922]  # equal thirds of T91 + BSD200 LR sub-images
-PEAK_GFLOPS = 190.0  # 2 cores x 2 AVX2 FMA units x 8 float32 x 2 FLOP x ~3 GHz
+
+
+def nominal_peak() -> tuple:
+    """(fp32 GFLOP/s, how): physical cores x FLOP per cycle from the flags (AVX-512:
+    64, AVX2 + FMA: 32, else 16; two full-width FMA units, which AMD Zen 1 lacks: it
+    does half) x the highest clock in /proc/cpuinfo. An upper bound; benchmarks/speed.py
+    also measures a convolution's throughput."""
+    from paddle_mmsr.runtime import physical_cores
+    from paddle_mmsr.sr.precision import cpu_flags
+    flags = cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 16
+    try:
+        mhz = max(float(line.split(":", 1)[1]) for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        mhz = 2000.0  # not Linux: a guess, said so
+    cores = physical_cores()
+    return (cores * per_cycle * mhz / 1e3,
+            f"{cores} cores x {per_cycle} FLOP/cycle x {mhz:.0f} MHz (full-width FMA units)")
 
 
 def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, channels=64,
@@ -72,8 +91,10 @@ def multiply_adds(layer, tile: int) -> int:
     return total[0]
 
 
-def class_throughput(sr, tile_s: dict, tile=128, peak=PEAK_GFLOPS) -> dict:
-    """Per class: seconds per tile, GMAC, effective GFLOP/s and share of ``peak``."""
+def class_throughput(sr, tile_s: dict, tile=128, peak=None) -> dict:
+    """Per class: seconds per tile, GMAC, effective GFLOP/s and share of ``peak``
+    (default: ``nominal_peak``)."""
+    peak = peak or nominal_peak()[0]
     from paddle_mmsr.models.weights import build_class_generator
     out = {}
     for c in sr.bundle.classes:
@@ -257,9 +278,10 @@ def measure_peak_rss(bundle_dir, size: int, routing="tvat", tile=None, overlap=N
 
 def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=None,
                   flat_bound=None, repeat=1, channels=64, backends=True, routing=True,
-                  log=print, peak=PEAK_GFLOPS, form="compact") -> dict:
+                  log=print, peak=None, form="compact") -> dict:
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
+    peak = peak or nominal_peak()[0]
     from paddle_mmsr.core.manifest import load_bundle
     from paddle_mmsr.sr.route import largest_class
     tmp = None
@@ -326,8 +348,9 @@ def main(argv=None) -> int:
                     help="width of the random bundle's specs that have no wC suffix")
     ap.add_argument("--form", default="compact", choices=["compact", "fast", "srgan"],
                     help="generator form of the random bundle")
-    ap.add_argument("--peak-gflops", type=float, default=PEAK_GFLOPS,
-                    help="the machine's peak float32 GFLOP/s, for the share column")
+    ap.add_argument("--peak-gflops", type=float,
+                    help="the machine's peak float32 GFLOP/s, for the share column (default: "
+                         "from the CPU flags and clock, see nominal_peak)")
     ap.add_argument("--no-backends", action="store_true", help="skip dygraph vs inference")
     ap.add_argument("--no-routing", action="store_true", help="skip routed vs single")
     ap.add_argument("--sweep", action="store_true", help="also time tile sizes / overlaps")

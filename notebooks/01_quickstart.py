@@ -138,8 +138,13 @@ write_image(Path(OUT_DIR) / (Path(EXAMPLE).stem + "_mmsr.png"), sr_img)
 # ## Which model handled which tile
 #
 # Each LR tile is tinted by the class it was routed to: its TVAT score decides.
-# Flat regions (sky, walls) go to the small models, hair, fabric and foliage to
-# the large one.
+# The shipped bundle scores a tile by its busiest cell, so a tile with any hair,
+# fabric or edges in it goes to the largest model; only tiles that are smooth
+# throughout go to the smaller ones. In this crop of the astronaut every tile,
+# dark background included, holds part of the face, hair, suit or flag, so all
+# of them go to the largest model; the line above the map gives the shares. The
+# cat photo of the next section has smooth tiles, and those go to the smaller
+# models.
 
 # %%
 show_routing(sr, rec, lr, f"routing of {Path(EXAMPLE).name} ({TILE} px LR tiles)")

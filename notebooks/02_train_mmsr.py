@@ -211,9 +211,9 @@ if NPROC is None:
     NPROC = min(3, paddle.device.cuda.device_count()) if DEVICE == "gpu" else 1
 if DEVICE == "gpu":
     NPROC = min(NPROC, paddle.device.cuda.device_count())
-    LAUNCH = ["--devices", ",".join(str(i) for i in range(NPROC))]
+    LAUNCH = ["--log_level", "WARNING", "--devices", ",".join(str(i) for i in range(NPROC))]
 else:
-    LAUNCH = ["--nproc_per_node", str(NPROC)]
+    LAUNCH = ["--log_level", "WARNING", "--nproc_per_node", str(NPROC)]
 CONFIG_PATH = CONFIG or ("configs/demo_cpu.yaml" if SAMPLE_DATA else
                          "configs/mmsr_x4.yaml" if DEVICE == "gpu" else "configs/mmsr_x4_cpu.yaml")
 MMSR_RUN, BASE_RUN = WORK / "mmsr", WORK / "srgan_16-8"

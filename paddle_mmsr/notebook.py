@@ -50,6 +50,8 @@ def setup_notebook(repo, install: bool, device: str = "auto") -> tuple[Path, str
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("GLOG_minloglevel", "2")  # quieter Paddle C++ logs, here and in the tools
+    # the launcher's own Python warns that ccache is missing: it only matters for C++ extensions
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:No ccache found")
     try:
         from IPython import get_ipython
         if get_ipython() is not None:
@@ -395,6 +397,12 @@ def vdl_scalars(vdl_dir) -> dict:
     return out
 
 
+def x_label(tag: str) -> str:
+    """The x axis of a logged scalar: training seconds for the ``..._seconds`` curves
+    (``routed/psnr_y_by_train_seconds``), else the iteration."""
+    return "training seconds" if tag.endswith("_seconds") else "iteration"
+
+
 def plot_vdl_scalars(vdl_dir, tags=None, width: float = 5.0):
     """One plot per scalar tag (all runs overlaid): the curves VisualDL shows.
     ``tags``: tags to plot (default: every scalar tag)."""
@@ -414,7 +422,7 @@ def plot_vdl_scalars(vdl_dir, tags=None, width: float = 5.0):
                 steps, values = series[tag]
                 ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=run)
         ax.set_title(tag)
-        ax.set_xlabel("iteration")
+        ax.set_xlabel(x_label(tag))
         ax.legend(fontsize=8)
     for ax in axes.ravel()[len(tags):]:
         ax.axis("off")

@@ -197,20 +197,24 @@ def test_sigterm_stops_cleanly_and_leaves_no_temp_file(bundle, tmp_path):
         assert read_image(f).shape == (1024, 1024, 3)
 
 
-def test_sigterm_while_writing_removes_the_partial_file(bundle, tmp_path, capsys, monkeypatch):
-    """The signal arrives in the middle of writing an output: that file is removed."""
+def test_sigterm_while_writing_leaves_no_partial_file(bundle, tmp_path, capsys, monkeypatch):
+    """The signal arrives in the middle of writing an output (in the writer thread):
+    the output is then complete or absent, never partial or a temp file."""
     from paddle_mmsr.image import io
     write_image(tmp_path / "a.png", rgb())
-    real = io._save
+    real = io._save_png
 
     def save_then_signal(tmp, *args):
         real(tmp, *args)
         os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode: mid-write
         time.sleep(1)
-    monkeypatch.setattr(io, "_save", save_then_signal)
+    monkeypatch.setattr(io, "_save_png", save_then_signal)
     before = signal.getsignal(signal.SIGTERM)
     code, err = cli(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "--bundle", bundle,
                     "--tile", 32, "--overlap", 8, "-q")
     assert code == 143 and "stopped by SIGTERM" in err
-    assert list((tmp_path / "out").iterdir()) == []
+    left = list((tmp_path / "out").iterdir())
+    assert [f.name for f in left] in ([], ["a.png"])
+    for f in left:
+        assert read_image(f).shape == (rgb().shape[0] * 4, rgb().shape[1] * 4, 3)
     assert signal.getsignal(signal.SIGTERM) is before  # restored for the caller

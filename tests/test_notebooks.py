@@ -237,3 +237,10 @@ def test_train_notebook_runs(tmp_path, kernel_env):
     assert "train.pretrain_iters=3" in text
     assert n_images(nb) >= 4  # histogram, curves, comparison, routing, upscaled
     assert "visualdl --logdir" in text and "--language en" in text
+
+
+def test_seconds_curves_are_labelled_in_seconds():
+    from paddle_mmsr.notebook import x_label
+    assert x_label("routed/psnr_y_by_train_seconds") == "training seconds"
+    assert x_label("routed/psnr_y_by_slowest_class_seconds") == "training seconds"
+    assert x_label("routed/psnr_y") == x_label("loss/g_total") == "iteration"

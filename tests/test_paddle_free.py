@@ -59,7 +59,9 @@ def test_cli_help_without_paddle():
                 assert e.code == 0
         """)
     assert p.returncode == 0, p.stderr
-    assert "usage: mmsr-calibrate" in p.stdout and "usage: mmsr-gpu-check" in p.stdout
+    for command in ("mmsr-upscale", "mmsr-split", "mmsr-evaluate", "mmsr-get-vgg19", "mmsr-train",
+                    "mmsr-prepare-demo", "mmsr-calibrate", "mmsr-gpu-check"):
+        assert f"usage: {command} " in p.stdout, command  # the command's name, not its file's
     assert "--routing {tvat,single}" in p.stdout and "--backend {auto,inference,dygraph}" in p.stdout
 
 
@@ -70,3 +72,22 @@ def test_metrics_modules_do_not_import_each_other_in_a_cycle():
         import paddle_mmsr.metrics.niqe
         """)
     assert p.returncode == 0, p.stderr
+
+
+def test_commands_without_paddle_say_how_to_install_it(tmp_path):
+    out = tmp_path / "out"
+    p = run_without_paddle(f"""
+        from paddle_mmsr.cli import calibrate, evaluate, gpu_check, upscale
+        codes = [upscale.main(["examples/chelsea_lr.png", "-o", {str(out)!r}]),
+                 evaluate.main(["--method", "mmsr", "--bundle", "pretrained/mmsr_x4_psnr",
+                                "examples"]),
+                 calibrate.main(["pretrained/mmsr_x4_psnr", "examples"]),
+                 gpu_check.main(["--cpu"])]
+        print(codes)
+        """)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[2, 2, 2, 2]"
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 4 and "Traceback" not in p.stderr
+    assert all("needs PaddlePaddle" in line and "pip install paddlepaddle" in line for line in lines)
+    assert not list(out.glob("*.png"))

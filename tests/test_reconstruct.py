@@ -293,3 +293,38 @@ def test_gpu_without_cuda_is_a_clear_error(single_bundle):
         pytest.skip("this Paddle build has CUDA")
     with pytest.raises(RuntimeError, match="no CUDA support"):
         MMSR.load(single_bundle, device="gpu").runner(0)
+
+
+def test_warm_cache_load_builds_no_network_but_still_checks_weights(tmp_path, monkeypatch):
+    from paddle_mmsr.core.manifest import BundleError
+    from paddle_mmsr.models.weights import build_class_generator
+    from paddle_mmsr.sr import inference, reconstruct
+    root = tmp_path / "b"
+    make_bundle(root, tiny_generators(("1-1",), (0.0,)), TVATSettings(bounds=[]))
+    MMSR.load(root).prepare()  # exports
+    built = []
+
+    def counted(bundle, e, *a, **k):
+        built.append(e.id)
+        return build_class_generator(bundle, e, *a, **k)
+    for module in (inference, reconstruct):
+        monkeypatch.setattr(module, "build_class_generator", counted)
+    MMSR.load(root).prepare()
+    assert built == []  # warm: weights were checked when the export was made
+    w = root / "class0.pdparams"
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)  # changed weights: no warm export
+    with pytest.raises(BundleError, match="sha256 does not match"):
+        MMSR.load(root)
+
+
+def test_batched_tiles_equal_unbatched(mixed_bundle):
+    """Tiles of one class in one predictor call (batch 3) give the image of one call per
+    tile (within 1/255), with mixed classes in a row and partial last batches."""
+    one = MMSR.load(mixed_bundle, tile=32, overlap=8, batch_size=1, threads=1)
+    three = MMSR.load(mixed_bundle, tile=32, overlap=8, batch_size=3, threads=1)
+    calls = []
+    real = three._upscale_batch
+    three._upscale_batch = lambda b, c, t: calls.append(len(b)) or real(b, c, t)
+    a, r = one.reconstruct(photo()), three.reconstruct(photo())
+    assert {0, 1} <= set(r.classes.tolist()) and max(calls) == 3
+    assert np.abs(a.image.astype(int) - r.image.astype(int)).max() <= 1

@@ -229,3 +229,41 @@ def test_compare_tools_read_cpu_time_and_hold_out_the_drawing(tmp_path):
     assert held_out.shape == (1024, 1024, 3)
     assert not np.array_equal(held_out, drawn_page(100, size=1024))  # not a calibration page
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "compare_x4.sh")]).returncode == 0
+
+
+def test_choose_bounds_can_bound_every_image_not_only_the_mean():
+    """A smooth image whose tiles the small model handles badly: the mean loss hides it,
+    the per-image bound sends its tiles to the large model."""
+    scores = np.array([0.1] * 4 + [0.2] * 96 + [3.0] * 100)
+    image_of = np.array([0] * 4 + [1] * 96 + [2] * 100)
+    top = np.full(200, 100.0)
+    small = np.where(np.arange(200) < 4, 200.0, 100.0)   # loses 3 dB on image 0 only
+    sse = np.stack([top * 5, small, top], axis=1)
+    seconds = np.array([0.0, 0.1, 1.0])
+    _, bounds, loss, _, _ = choose_bounds(scores, sse, seconds, 0.1, top=2)
+    assert loss <= 0.1 and bounds[0] > 0.2          # the mean allows the small model everywhere
+    image_ref = np.bincount(image_of, weights=top)
+    _, bounds, loss, cost, _ = choose_bounds(scores, sse, seconds, 0.1, top=2,
+                                             per_image=(image_of, image_ref, 0.3))
+    assert bounds[0] <= 0.1                          # image 0 goes to the large model
+    col = np.searchsorted([-np.inf, *bounds], scores, side="right")
+    per = np.bincount(image_of, weights=sse[np.arange(200), col])
+    assert (10 * np.log10(per / image_ref)).max() <= 0.3
+
+
+def test_benchmark_peak_follows_the_cpu_flags(tmp_path, monkeypatch):
+    """The share-of-peak yardstick is derived from the CPU (it was a fixed 190 GFLOP/s)."""
+    import importlib.util
+    from conftest import ROOT
+    from paddle_mmsr.sr import precision
+    spec = importlib.util.spec_from_file_location(
+        "bench_rec", ROOT / "benchmarks" / "benchmark_reconstruction.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    peaks = {}
+    for name, flags in (("avx512", "fma avx2 avx512f"), ("avx2", "fma avx2")):
+        (tmp_path / name).write_text(f"flags\t: {flags}\n")
+        monkeypatch.setattr(precision, "CPUINFO", tmp_path / name)
+        peaks[name], basis = bench.nominal_peak()
+        assert f"x {64 if name == 'avx512' else 32} FLOP/cycle" in basis
+    assert peaks["avx512"] == 2 * peaks["avx2"] > 0

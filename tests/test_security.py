@@ -287,3 +287,247 @@ def test_default_cache_is_the_user_cache(bundle, fresh_home):
     model, _ = inference.export_generator(b, b.classes[0])
     assert fresh_home / ".cache" in model.parents
     assert not (bundle / "inference_cache").exists()
+
+
+def test_prepare_demo_deletes_nothing_it_did_not_make(tmp_path, capsys):
+    from paddle_mmsr.cli import prepare_demo
+    root = tmp_path / "demo"
+    (root / "split" / "mine").mkdir(parents=True)
+    (root / "split" / "mine" / "notes.txt").write_text("keep")
+    assert prepare_demo.main(["--root", str(root), "--no-vgg"]) == 2
+    err = capsys.readouterr().err
+    assert "not deleted" in err and "--root" in err and "no split.yaml" in err
+    assert (root / "split" / "mine" / "notes.txt").read_text() == "keep"
+    (root / "split" / "split.yaml").write_text("classes: []\n")  # a finished split
+    assert prepare_demo.main(["--root", str(root), "--no-vgg", "--force"]) == 2
+    assert (root / "split" / "mine" / "notes.txt").exists()
+    assert prepare_demo.main(["--root", str(root), "--no-vgg"]) == 0  # kept, not redone
+
+
+# ---- one writer per output ----
+
+def _hold_lock(path):
+    """A process holding the OutputLock at ``path`` until killed; returns (proc, pid)."""
+    code = ("import sys, time; from paddle_mmsr.locks import OutputLock; "
+            f"l = OutputLock({str(path)!r}, 'x').acquire(); print('held', flush=True); "
+            "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_training_on_one_output_stops_at_once(tmp_path):
+    out = tmp_path / "run"
+    holder = _hold_lock(out / ".train-rank0.lock")
+    try:
+        r = run_tool("train.py", "-c", ROOT / "configs" / "demo_cpu.yaml", "-o", f"output={out}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 2, r.stderr
+    assert f"in use by pid {holder.pid}" in r.stderr and "-o output=" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (out / "config.yaml").exists()  # the other run's settings are not replaced
+    from paddle_mmsr.locks import OutputLock
+    with OutputLock(out / ".train-rank0.lock", "x"):  # free again once the holder is gone
+        pass
+    assert not (out / ".train-rank0.lock").exists()
+
+
+def test_image_outputs_are_never_replaced_without_overwrite(tmp_path):
+    from paddle_mmsr.image.io import read_image, write_image
+    path = tmp_path / "a.png"
+    write_image(path, np.zeros((4, 4, 3), np.uint8), overwrite=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_image(path, np.full((4, 4, 3), 255, np.uint8), overwrite=False)
+    assert read_image(path).max() == 0 and [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    write_image(path, np.full((4, 4, 3), 255, np.uint8))  # overwrite=True replaces
+    assert read_image(path).min() == 255
+
+
+def test_upscale_does_not_clobber_a_file_published_meanwhile(bundle, tmp_path, monkeypatch,
+                                                              capsys):
+    """Another run writes the same output between our start-up check and our publish."""
+    from paddle_mmsr.cli import upscale
+    from paddle_mmsr.image import io as imio
+    from paddle_mmsr.image.io import write_image
+    src = tmp_path / "in.png"
+    write_image(src, np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    real_save = imio._save
+
+    def save_and_race(tmp, img, ext, quality, icc=None):
+        (out / "in.png").write_bytes(b"the other run's file")
+        return real_save(tmp, img, ext, quality, icc)
+    monkeypatch.setattr(imio, "_save", save_and_race)
+    code = upscale.main([str(src), "-o", str(out), "--bundle", str(bundle),
+                         "--backend", "dygraph", "-q"])
+    assert code == 1 and "exists" in capsys.readouterr().err
+    assert (out / "in.png").read_bytes() == b"the other run's file"
+    assert sorted(p.name for p in out.iterdir()) == ["in.png"]  # no temp file left
+
+
+def test_concurrent_video_run_on_one_output_is_a_clear_error(tmp_path):
+    from paddle_mmsr.locks import Busy
+    from paddle_mmsr.sr.video import upscale_video
+    dst = tmp_path / "out.mp4"
+    holder = _hold_lock(tmp_path / ".out.mp4.lock")
+    try:
+        with pytest.raises(Busy, match=f"video output .*out.mp4 is in use by pid {holder.pid}"):
+            upscale_video(None, tmp_path / "in.mp4", dst)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not dst.exists()
+
+
+# ---- bounded before allocating ----
+
+def test_manifest_must_be_a_small_regular_file_inside_the_bundle(bundle, tmp_path):
+    man = bundle / "manifest.yaml"
+    text = man.read_text()
+    man.unlink()
+    man.symlink_to("/dev/zero")
+    with pytest.raises(BundleError, match="link leading out"):
+        load_bundle(bundle)
+    man.unlink()
+    os.mkfifo(man)
+    with pytest.raises(BundleError, match="a FIFO"):
+        load_bundle(bundle)  # returns at once: a FIFO is never opened
+    man.unlink()
+    man.write_text(text + "#" * (1 << 20))
+    with pytest.raises(BundleError, match="more than the 1048576 allowed"):
+        load_bundle(bundle)
+    man.write_text(text)
+    load_bundle(bundle)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("/etc/passwd", "not an absolute path or one with '..'"),
+    ("../b/class0.safetensors", "not an absolute path or one with '..'"),
+    ("outside.safetensors", "link leading out"),
+    ("fifo.safetensors", "is a FIFO"),
+    ("nothing.safetensors", "is missing"),
+])
+def test_weights_must_be_regular_files_inside_the_bundle(bundle, tmp_path, weights, message):
+    (tmp_path / "elsewhere.safetensors").write_bytes((bundle / "class0.safetensors").read_bytes())
+    (bundle / "outside.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    os.mkfifo(bundle / "fifo.safetensors")
+    edit_manifest(bundle, lambda m: m["classes"][0].update(weights=weights))
+    for backend in ("dygraph", "auto"):
+        with pytest.raises(BundleError, match=message):
+            MMSR.load(bundle, backend=backend)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["classes"][0].update(spec="100000000-1"), r"generator blocks must be in \[1, 64\]"),
+    (lambda m: m["classes"][0]["generator"].update(channels=10 ** 9), r"channels must be in"),
+    (lambda m: m["classes"][0]["generator"].update(head_kernel=99999), r"head_kernel must be in"),
+    (lambda m: m["classes"][0]["generator"].update(tail_kernel=4), r"tail_kernel must be odd"),
+    (lambda m: m.update(scale=1000), r"scale must be in \[2, 8\]"),
+    (lambda m: m["tvat"].update(tau=float("nan")), r"tvat.tau must be a finite number"),
+    (lambda m: m["tvat"].update(bounds=[1.0] * 40), r"tvat.bounds must be a list of fewer"),
+    (lambda m: m.update(route_cell=10 ** 12), r"route_cell must be in"),
+    (lambda m: m["classes"][0].update(sha256=""), r"sha256 must be 64 lowercase hex"),
+], ids=["blocks", "channels", "kernel", "even-kernel", "scale", "tau", "classes", "cell", "sha"])
+def test_architecture_numbers_are_range_checked_before_allocation(bundle, change, message):
+    edit_manifest(bundle, change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.update(scale="four"),
+    lambda m: m["classes"][0]["generator"].update(channels="wide"),
+    lambda m: m["classes"][0].update(id=0.5),
+    lambda m: m["tvat"].update(tau=[1]),
+    lambda m: m["classes"][0].update(spec=["4-6"]),
+    lambda m: m.update(tvat="yes"),
+    lambda m: m.update(classes={"0": 1}),
+    lambda m: m["classes"][0].update(weights=7),
+], ids=["scale", "channels", "id", "tau", "spec", "tvat", "classes", "weights"])
+def test_bad_field_types_are_exit_2_and_one_line(bundle, tmp_path, change, capsys):
+    from paddle_mmsr.cli import upscale
+    edit_manifest(bundle, change)
+    code = upscale.main([str(ROOT / "examples" / "chelsea_lr.png"), "-o", str(tmp_path / "o"),
+                         "--bundle", str(bundle), "--backend", "dygraph", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_upscale_refuses_an_image_over_the_memory_limit(bundle, tmp_path, capsys):
+    from paddle_mmsr.cli import upscale
+    args = [str(ROOT / "examples" / "chelsea_lr.png"), "-o", str(tmp_path / "o"),
+            "--bundle", str(bundle), "--backend", "dygraph", "-q"]
+    assert upscale.main(args + ["--max-memory", "100M"]) == 1
+    err = capsys.readouterr().err
+    assert "would need about" in err and "more than the 100 MiB allowed" in err, err
+    assert "--max-memory" in err and not (tmp_path / "o" / "chelsea_lr.png").exists()
+    assert upscale.main(args + ["--max-memory", "4G"]) == 0
+    assert (tmp_path / "o" / "chelsea_lr.png").is_file()
+
+
+# ---- inputs kept faithful ----
+
+def test_float_tiff_is_read_as_float_and_checked(tmp_path):
+    import tifffile
+    from paddle_mmsr.image.io import ImageReadError, read_image
+    a = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32) * 0.999 + 0.0004
+    tifffile.imwrite(tmp_path / "f.tif", a, photometric="rgb")
+    tifffile.imwrite(tmp_path / "g.tif", a[:, :, 0])
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), a)  # not rounded onto 0..65535
+    np.testing.assert_array_equal(read_image(tmp_path / "g.tif"), a[:, :, 0])
+    tifffile.imwrite(tmp_path / "big.tif", a * 300)
+    with pytest.raises(ImageReadError, match=r"values in \[.*\]; only \[0, 1\]"):
+        read_image(tmp_path / "big.tif")
+    b = a[:, :, 0].copy()
+    b[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", b)
+    with pytest.raises(ImageReadError, match="1 NaN"):
+        read_image(tmp_path / "nan.tif")
+
+
+def test_integer_images_deeper_than_16_bits_are_refused(tmp_path):
+    import tifffile
+    from paddle_mmsr.image.io import ImageReadError, read_image
+    tifffile.imwrite(tmp_path / "i32.tif", (np.arange(600).reshape(20, 30) * 10 ** 5)
+                     .astype(np.uint32))
+    with pytest.raises(ImageReadError, match="32-bit samples; only 8- and 16-bit"):
+        read_image(tmp_path / "i32.tif")
+
+
+def test_float_tiff_upscales_to_a_float_tiff_and_icc_is_kept(bundle, tmp_path):
+    import tifffile
+    from PIL import Image, ImageCms
+    from paddle_mmsr.cli import upscale
+    from paddle_mmsr.image.io import read_icc
+    a = np.random.default_rng(1).random((24, 24, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", a, photometric="rgb")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray((a * 255).astype(np.uint8)).save(tmp_path / "p.png", icc_profile=icc)
+    assert upscale.main([str(tmp_path / "f.tif"), str(tmp_path / "p.png"), "-o",
+                         str(tmp_path / "o"), "--bundle", str(bundle), "--backend", "dygraph",
+                         "--format", "same", "-q"]) == 0
+    out = tifffile.imread(tmp_path / "o" / "f.tif")
+    assert out.dtype == np.float32 and out.shape == (96, 96, 3)
+    assert read_icc(tmp_path / "o" / "p.png") == icc
+
+
+def test_orphan_checkpoint_temps_are_removed_only_by_pattern(tmp_path):
+    from paddle_mmsr.train.checkpoint import remove_orphan_temps
+    dead = 4_000_000  # above Linux's pid_max: no such process
+    ours = [tmp_path / f".latest.ckpt.safetensors.{dead}.tmp", tmp_path / f".latest.pdckpt.{dead}.tmp",
+            tmp_path / f".best.ckpt.safetensors.{dead + 1}.tmp"]
+    for p in ours:
+        p.write_bytes(b"partial")
+    alive = tmp_path / f".latest.ckpt.safetensors.{os.getppid()}.tmp"  # a running writer
+    alive.write_bytes(b"in progress")
+    others = [tmp_path / ".latest.notes.tmp", tmp_path / "latest.ckpt.safetensors",
+              tmp_path / f"latest.pdckpt.{dead}.tmp"]
+    for p in others:
+        p.write_bytes(b"keep")
+    (tmp_path / "target").write_bytes(b"keep")
+    link = tmp_path / f".best.pdckpt.{dead}.tmp"
+    link.symlink_to(tmp_path / "target")
+    assert sorted(remove_orphan_temps(tmp_path)) == sorted(ours)
+    assert all(p.exists() for p in others + [alive, link, tmp_path / "target"])

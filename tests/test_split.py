@@ -37,3 +37,17 @@ def test_split_bad_args(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "tools/split_tvat.py"), str(tmp_path / "nope"),
                         str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "not a folder" in r.stderr
+
+
+def test_split_of_a_folder_without_usable_images_says_so_and_leaves_nothing(tmp_path):
+    tool = [sys.executable, str(ROOT / "tools/split_tvat.py")]
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    (broken / "a.png").write_text("not an image")
+    for hr, why in ((empty, f"no images found in {empty}"), (broken, "no sub-images were made")):
+        out = tmp_path / f"out_{hr.name}"
+        r = subprocess.run([*tool, str(hr), str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: {why}")
+        assert not out.exists()

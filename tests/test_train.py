@@ -255,6 +255,23 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, train_dat
     assert "non-finite" in (tmp_path / "out/class0/log.txt").read_text()
 
 
+def test_nonfinite_loss_before_any_checkpoint_names_no_missing_file(tmp_path, train_data,
+                                                                   monkeypatch):
+    import paddle
+    from paddle_mmsr.train import loop
+    real = loop.pretrain_step
+
+    def poisoned(*args, **kw):
+        return {**real(*args, **kw), "g_pixel": paddle.to_tensor(float("nan"))}
+    monkeypatch.setattr(loop, "pretrain_step", poisoned)
+    cfg = tiny_config(train_data, tmp_path / "out", pretrain=8, adversarial=0,
+                      val={"dir": None}, log={"every": 2}, checkpoint={"every": 100})
+    with pytest.raises(loop.NonFiniteLoss, match="no checkpoint was written yet") as e:
+        _train_in_process(cfg)
+    assert "last good checkpoint is" not in str(e.value)
+    assert not (tmp_path / "out/class0/latest.ckpt.safetensors").exists()
+
+
 def test_sigkill_then_auto_resume(tmp_path, train_data):
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "c.yaml", tiny_config(

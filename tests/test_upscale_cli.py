@@ -190,3 +190,18 @@ def test_unreadable_file_says_permission_denied(tmp_path):
     f.chmod(0)
     with pytest.raises(ImageReadError, match="permission denied"):
         read_image(f)
+
+
+def test_first_use_is_announced_once_and_warm_runs_do_no_export(bundle, inputs, first_run,
+                                                                 tmp_path):
+    res, _, _ = first_run
+    assert res.stderr.count("preparing models (first use)") == 1
+    d, _ = inputs
+    args = (d / "rgb.png", "-o", tmp_path, "--bundle", bundle, "--tile", 32,
+            "--backend", "inference", "--overwrite")
+    cold = run_cli(*args)  # this test's own HOME: an empty export cache
+    assert cold.returncode == 0 and cold.stderr.count("preparing models (first use)") == 1
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "preparing models (first use)" not in res.stderr
+    assert "precision: fp32" in res.stderr

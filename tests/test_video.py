@@ -184,3 +184,61 @@ def test_stable_router_holds_classes_near_a_bound(sr):
     assert router(jump, route(jump, sr.bundle))[0] == route(jump, sr.bundle)[0] != held[0][0]
     with pytest.raises(ValueError):
         StableRouter(sr.bundle, margin=-1)
+
+
+def test_cli_progress_lines_short_clip_note_and_crf_with_lossless(clips, tmp_path):
+    out = tmp_path / "silent_x4.mp4"
+    r = subprocess.run([sys.executable, TOOL, str(clips["silent"]), "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)  # stderr is a pipe: lines
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "frame 10/10 (100%)" in r.stderr and "min left" in r.stderr
+    assert "the clip is one segment (10 s): a stopped run starts over" in r.stderr
+    r = subprocess.run([sys.executable, TOOL, str(clips["silent"]), "-o", str(tmp_path / "l.mp4"),
+                        "--crf", "20", "--lossless"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--crf and --lossless exclude each other" in r.stderr
+    assert not (tmp_path / "l.mp4").exists()
+
+
+def test_interrupt_says_what_it_kept(clips, tmp_path):
+    from paddle_mmsr.sr.video import interrupted_note
+    out = tmp_path / "stopped.mp4"
+    assert "a new run starts over" in interrupted_note(out, 10)  # nothing finished yet
+    parts = tmp_path / ".stopped.mp4.parts"
+    cmd = [sys.executable, TOOL, str(clips["colour"]), "-o", str(out), "--segment", "0.2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (parts / "seg_000000.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err[-1500:]
+    kept = len(list(parts.glob("seg_*.json")))
+    assert kept >= 1 and f"interrupted: {kept} finished segment" in err and str(parts) in err
+
+
+def test_pipelined_frames_equal_the_sequential_path(clips, sr, tmp_path):
+    """Decode, upscale and encode overlapping in threads (depth 2) give the same
+    frames, in order, as one after another (depth 0); several segments included."""
+    from paddle_mmsr.sr.video import upscale_video
+    got = {}
+    for depth in (0, 2):
+        out = tmp_path / f"d{depth}.mkv"
+        r = upscale_video(sr, clips["colour"], out, lossless=True, stability=0.15, duration=0.6,
+                          segment=0.2, progress=False, depth=depth)
+        assert r["frames"] == 15 and r["segments"] == 3
+        got[depth] = list(read_frames(out))
+    assert len(got[0]) == len(got[2]) == 15
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], got[2]))
+    assert not np.array_equal(got[2][0], got[2][-1])  # the pan moves: order is tested
+
+
+def test_writer_failure_stops_the_pipeline(clips, sr, tmp_path, monkeypatch):
+    from paddle_mmsr.image import video_io
+    from paddle_mmsr.sr import video
+
+    def broken(self, frame):
+        raise VideoError("encoder stopped: disk full (simulated)")
+    monkeypatch.setattr(video_io.SegmentWriter, "write", broken)
+    with pytest.raises(VideoError, match="disk full"):
+        video.upscale_video(sr, clips["silent"], tmp_path / "x.mp4", progress=False)
+    assert not (tmp_path / "x.mp4").exists()

@@ -24,13 +24,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from paddle_mmsr.cli import needs_paddle
 
+
+@needs_paddle
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="mmsr-calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
     p.add_argument("data", nargs="+")
     p.add_argument("--max-loss-db", type=float, default=0.03)
+    p.add_argument("--max-image-loss-db", type=float, default=None,
+                   help="also: no single image may lose more than this against the largest model")
     p.add_argument("--rules", nargs="+", default=["cell_max:32"],
                    help="route_score[:route_cell] choices to try (default cell_max:32)")
     p.add_argument("--grids", nargs="+", default=None, metavar="TILE:OVERLAP",
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
     res = calibrate_bundle(sr, pairs, a.max_loss_db,
                            progress=lambda it: tqdm(it, desc="calibrate", unit="img"),
                            rules=rules, guard_pairs=guard, guard_max_loss_db=a.guard_max_loss_db,
-                           grids=grids, frontier=a.frontier)
+                           grids=grids, frontier=a.frontier, max_image_loss_db=a.max_image_loss_db)
     res["data"] = [Path(d).name for d in a.data]
     print(json.dumps(res, indent=1))
     for tol, x in res["frontier"].items():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 from paddle_mmsr.image.degrade import INPUT_KINDS
+from paddle_mmsr.cli import needs_paddle
 from paddle_mmsr.metrics.evaluate import bicubic_upscaler, evaluate_dir, format_result
 
 
@@ -38,8 +39,9 @@ def _json_safe(obj):
     return obj
 
 
+@needs_paddle
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="mmsr-evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dirs", nargs="+", metavar="DATA_DIR")
     p.add_argument("--method", choices=["bicubic", "mmsr"], default="bicubic")
     p.add_argument("--bundle", help="model bundle folder (for --method mmsr)")

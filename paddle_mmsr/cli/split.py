@@ -23,7 +23,7 @@ def parse_bounds(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="mmsr-split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", help="HR folder(s) (any folder of images, e.g. DIV2K_train_HR), then OUT_DIR")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--sub-size", type=int, default=480, help="HR sub-image size (default 480)")
@@ -44,9 +44,14 @@ def main(argv=None):
     if a.sub_size % a.scale or not 0 < a.step <= a.sub_size:
         p.error("--sub-size must be a multiple of --scale, and --step in 1..--sub-size")
     tv = TVATSettings(tau=a.tau, norm=a.norm, bounds=a.bounds if a.bounds is not None else [2.0, 4.0])
-    info = split_folder(hr_dirs, out_dir, scale=a.scale, sub_size=a.sub_size, step=a.step,
-                        n_calibrate=a.calibrate, tvat=tv, degradation=Degradation(kernel=a.degradation),
-                        progress=lambda it: tqdm(it, desc="split", unit="img"))
+    try:
+        info = split_folder(hr_dirs, out_dir, scale=a.scale, sub_size=a.sub_size, step=a.step,
+                            n_calibrate=a.calibrate, tvat=tv,
+                            degradation=Degradation(kernel=a.degradation),
+                            progress=lambda it: tqdm(it, desc="split", unit="img"))
+    except ValueError as e:  # no images, or none large enough
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if info["skipped"]:
         print(f"warning: skipped {len(info['skipped'])} unreadable files:", file=sys.stderr)
         for s in info["skipped"]:

@@ -9,15 +9,22 @@ data-parallel replicas of the costliest classes); on CPU use --nproc_per_node N.
 A run continues from the output folder's latest checkpoints by default.
 """
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
+# Paddle's C++ INFO lines (store connections) say nothing a user can act on; its
+# warnings and errors stay
+os.environ.setdefault("GLOG_minloglevel", "1")
 
-from paddle_mmsr.config import ConfigError, load_config
+from paddle_mmsr.cli import needs_paddle  # noqa: E402
+from paddle_mmsr.config import ConfigError, load_config  # noqa: E402
 
 
+@needs_paddle
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(prog="mmsr-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", required=True, help="YAML config (see configs/)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -33,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true",
                    help="validate the config and the paths it names (data, split, val), and exit")
     a = p.parse_args(argv)
+    # Paddle's BatchNorm warns on every training forward that it tracks running statistics
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean")
     try:
         cfg = load_config(a.config, a.override)
     except ConfigError as e:
@@ -55,8 +64,16 @@ def main(argv=None) -> int:
         res = assemble_results(cfg, jobs, tvat, split)
         return 0 if res["bundle"] else 1
     resume = "require" if a.resume else "fresh" if a.fresh else "auto"
+    from paddle_mmsr.locks import Busy
     try:
         return run_training(cfg, resume=resume, log=lambda m: print(m, flush=True))
+    except Busy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:  # e.g. a read-only output folder
+        print(f"error: cannot write {e.filename or cfg.output_dir}: {e.strerror}",
+              file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # setup problems
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle
 from paddle_mmsr.image.io import PNG_COMPRESSION
+from paddle_mmsr.cli import needs_paddle
 from paddle_mmsr.core.devices import BACKENDS, DEVICES
 from paddle_mmsr.sr.precision import PRECISIONS
 from paddle_mmsr.sr.route import ROUTINGS
@@ -52,6 +53,63 @@ def _png_level(text: str) -> int:
     return value
 
 
+def _bytes(text: str) -> int:
+    """``4G``, ``512M``, ``1.5G``, ``800K`` or a number of bytes."""
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+    t = text.strip().upper().rstrip("B")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 4G or 512M, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(value)
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM available now (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+MEMORY_SHARE = 0.8            # default --max-memory: this share of the available RAM
+RUNTIME_BYTES = 256 * 2 ** 20  # networks, Paddle's buffers, one batch of tiles
+
+
+def peak_bytes(h: int, w: int, scale: int, tile: int, itemsize: int = 1) -> int:
+    """Estimated peak memory of upscaling one HxW image: the decoded input and a
+    float copy, the output, two float bands of tile rows, and the runtime."""
+    inp = h * w * 3 * (itemsize + 4)
+    out = h * scale * w * scale * 3 * itemsize
+    band = 2 * tile * scale * w * scale * 3 * 4
+    return inp + out + band + RUNTIME_BYTES
+
+
+def check_memory(path: Path, scale: int, tile: int, limit: int | None) -> None:
+    """MemoryError naming the sizes when ``path`` would need more than ``limit``."""
+    if limit is None:
+        return
+    from PIL import Image
+    try:
+        with Image.open(path) as im:  # reads the header only
+            (w, h), deep = im.size, im.mode.startswith("I") or im.mode == "F"
+    except Exception:
+        return  # read_image reports an unreadable file
+    need = peak_bytes(h, w, scale, tile, 2 if deep else 1)
+    if need > limit:
+        raise MemoryError(f"{path}: {w}x{h} would need about {_size(need)} to upscale "
+                          f"x{scale} (output {w * scale}x{h * scale}), more than the "
+                          f"{_size(limit)} allowed; pass --max-memory to raise it, "
+                          "or cut the image into parts")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2**20:.0f} MiB"
+
+
 def _device(text: str) -> str:
     if text not in DEVICES and not (text.startswith("gpu:") and text[4:].isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r}: use cpu, gpu or gpu:N")
@@ -59,7 +117,7 @@ def _device(text: str) -> str:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="upscale.py", description="MMSR x4 super-resolution: "
+    ap = argparse.ArgumentParser(prog="mmsr-upscale", description="MMSR x4 super-resolution: "
                                  "tiles routed by texture (TVAT) to generators of matching size.")
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
@@ -89,6 +147,9 @@ def parse_args(argv=None):
     ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="auto: bf16 where the CPU (AVX512-BF16 or AMX) or GPU has it and the "
                          "bundle's recorded bf16 PSNR cost is at most 0.01 dB, else fp32")
+    ap.add_argument("--max-memory", type=_bytes, metavar="SIZE",
+                    help="refuse an image whose estimated peak memory is above SIZE (e.g. 8G; "
+                         f"default: {MEMORY_SHARE:.0%} of the RAM available at start)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bars (also off when stderr is not a terminal)")
     return ap.parse_args(argv)
@@ -163,12 +224,11 @@ class Report:
                 f"{seconds:.1f} s" + (f"; tiles: {share}" if n else ""))
 
 
-def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> None:
-    """Upscale one file (and draw its routing map); raises on a bad file."""
+def process(sr, job, img, args, report: Report, tile_bar, map_file):
+    """Upscale one read image (and draw its routing map): (output image, map or None)."""
     import numpy as np
-    from paddle_mmsr.image.io import read_image, to_rgb8, write_image
+    from paddle_mmsr.image.io import to_rgb8
     from paddle_mmsr.sr.route import routing_map
-    img = read_image(job)
 
     def progress(done, total):
         if tile_bar is not None:
@@ -180,14 +240,84 @@ def process(sr, job, out: Path, args, report: Report, tile_bar, map_file) -> Non
         tile_bar.reset()
         tile_bar.set_description(job.name[:24])
     r = sr.reconstruct(img, args.routing, progress)
-    write_image(out, r.image, png_compression=args.png_compression)
     for c in r.classes.tolist():
         report.tiles[c] = report.tiles.get(c, 0) + 1
+    pic = None
     if map_file is not None:
         ids = sorted(set(r.classes.tolist()))
-        pic = routing_map(to_rgb8(img), r.grid, r.classes,
-                          {c: sr.label(c) for c in ids})
-        write_image(map_file, np.asarray(pic), png_compression=args.png_compression)
+        pic = np.asarray(routing_map(to_rgb8(img), r.grid, r.classes,
+                                     {c: sr.label(c) for c in ids}))
+    return r.image, pic
+
+
+def save_outputs(path: Path, out: Path, image, map_file, pic, args) -> None:
+    """Write the output (with the input's ICC profile) and the routing map."""
+    from paddle_mmsr.image.io import read_icc, write_image
+    write_image(out, image, overwrite=args.overwrite, icc=read_icc(path),
+                png_compression=args.png_compression)
+    if map_file is not None:
+        write_image(map_file, pic, overwrite=args.overwrite, png_compression=args.png_compression)
+
+
+class Overlap:
+    """Reading the next input and writing the last output run in two threads while
+    the network works on the current image: at most one image read ahead and one
+    output waiting to be written (bounded memory). A write's failure is its file's."""
+
+    def __init__(self, steps, report: Report, read):
+        from concurrent.futures import ThreadPoolExecutor
+        self.read_image, self.report = read, report
+        self.runnable = [k for k, st in enumerate(steps) if st[3] is None]
+        self.steps, self.reads, self.pending = steps, {}, None
+        self.reader, self.writer = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+        self._read_after(-1)
+
+    def _read_after(self, k: int) -> None:
+        nxt = next((j for j in self.runnable if j > k), None)
+        if nxt is not None and nxt not in self.reads:
+            self.reads[nxt] = self.reader.submit(self.read_image, self.steps[nxt][0])
+
+    def image(self, k: int):
+        """Step ``k``'s image (raises its read error); starts reading the next one."""
+        try:
+            return self.reads.pop(k).result()
+        finally:
+            self._read_after(k)
+
+    def write(self, path, *args) -> None:
+        self.settle()
+        self.pending = (path, self.writer.submit(save_outputs, path, *args))
+
+    def settle(self) -> None:
+        """Wait for the last write; count it done or failed."""
+        if self.pending is None:
+            return
+        path, future = self.pending
+        self.pending = None
+        try:
+            future.result()
+            self.report.done += 1
+        except FileExistsError as e:
+            self.report.fail(str(e))
+        except Exception as e:
+            self.report.fail(f"{path}: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        """Finish the write under way (outputs are written atomically: whole or not at
+        all), drop reads not needed any more."""
+        self.reader.shutdown(wait=False, cancel_futures=True)
+        self.writer.shutdown(wait=True)
+
+
+def first_use_note():
+    """An ``on_export`` hook saying once why the first run of a bundle takes longer."""
+    said = []
+
+    def note(entry) -> None:
+        if not said:
+            said.append(True)
+            print("preparing models (first use)", file=sys.stderr, flush=True)
+    return note
 
 
 def plan(args, notes: list | None = None) -> list:
@@ -265,10 +395,14 @@ def catch_stops() -> dict:
     return {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
+@needs_paddle
 def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process
     tune_process()  # before Paddle loads; never over the user's settings
+    if args.max_memory is None:
+        avail = available_memory()
+        args.max_memory = int(avail * MEMORY_SHARE) if avail else None
     problem = tiling_error(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -277,7 +411,7 @@ def main(argv=None) -> int:
     try:
         return _run(args)
     except Stopped as e:
-        print(f"\nstopped by {e}: the file being written was removed; finished outputs are "
+        print(f"\nstopped by {e}: no partial file is left; finished outputs are "
               "kept (run again to do the rest)", file=sys.stderr)
         return 128 + e.signum
     finally:
@@ -337,7 +471,7 @@ def _run(args) -> int:
             check_device(args.device)
             sr = MMSR.load(bundle, backend=args.backend, device=args.device,
                            batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
-                           precision=args.precision, **options)
+                           precision=args.precision, on_export=first_use_note(), **options)
             if not args.quiet:
                 print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
             sr.prepare(args.routing)
@@ -348,20 +482,31 @@ def _run(args) -> int:
     file_bar = tqdm(total=len(steps), desc="files", unit="file", disable=not bars, file=sys.stderr)
     tile_bar = (tqdm(total=0, unit="tile", leave=False, position=1, file=sys.stderr)
                 if bars else None)
-    for path, out, map_file, problem in steps:
-        file_bar.update(1)
-        if problem is not None:
-            (report.fail if problem[0] == "fail" else report.skip)(problem[1])
-            continue
-        try:
-            process(sr, path, out, args, report, tile_bar, map_file)
-            report.done += 1
-        except ImageReadError as e:
-            report.fail(str(e))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one bad file must not stop the batch
-            report.fail(f"{path}: {type(e).__name__}: {e}")
+    from paddle_mmsr.image.io import read_image
+
+    def read(path):  # refuses, before decoding, an image too big for the memory allowed
+        check_memory(path, sr.scale, sr.tile, args.max_memory)
+        return read_image(path)
+
+    io = Overlap(steps, report, read)
+    try:
+        for k, (path, out, map_file, problem) in enumerate(steps):
+            file_bar.update(1)
+            if problem is not None:
+                (report.fail if problem[0] == "fail" else report.skip)(problem[1])
+                continue
+            try:
+                image, pic = process(sr, path, io.image(k), args, report, tile_bar, map_file)
+                io.write(path, out, image, map_file, pic, args)
+            except (ImageReadError, MemoryError) as e:
+                report.fail(str(e))
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad file must not stop the batch
+                report.fail(f"{path}: {type(e).__name__}: {e}")
+        io.settle()
+    finally:
+        io.close()
     if tile_bar is not None:
         tile_bar.close()
     file_bar.close()

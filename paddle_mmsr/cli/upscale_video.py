@@ -19,6 +19,8 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
+from paddle_mmsr.cli import needs_paddle  # noqa: E402
+from paddle_mmsr.cli.upscale import first_use_note  # noqa: E402
 from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle  # noqa: E402
 from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
@@ -34,15 +36,14 @@ def seconds(text: str) -> float:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="upscale_video.py",
+    ap = argparse.ArgumentParser(prog="mmsr-upscale-video",
                                  description="MMSR x4 video upscaling with the sound kept.")
     ap.add_argument("input", metavar="IN", help="video file")
     ap.add_argument("-o", "--output", required=True, metavar="OUT",
                     help="output video (.mp4, .mkv, .mov)")
     ap.add_argument("--bundle", help="bundle folder, or the name of a shipped bundle "
                     f"(default: {DEFAULT_BUNDLE})")
-    ap.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51, lower = better "
-                    "(default %(default)s)")
+    ap.add_argument("--crf", type=int, help="H.264 quality, 0-51, lower = better (default 18)")
     ap.add_argument("--preset", default="medium", help="x264 preset (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large files)")
     ap.add_argument("--start", type=seconds, help="start at T (seconds or [HH:]MM:SS)")
@@ -64,8 +65,12 @@ def parse_args(argv=None):
                     help="auto: bf16 where the hardware has it and the bundle's recorded "
                          "bf16 cost is small, else fp32")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress (a bar on a terminal, else a line every half minute)")
     args = ap.parse_args(argv)
+    if args.crf is not None and args.lossless:
+        ap.error("--crf and --lossless exclude each other: --lossless has no quality setting")
+    args.crf = 18 if args.crf is None else args.crf
     if not 0 <= args.crf <= 51:
         ap.error("--crf must be 0-51")
     if args.segment <= 0 or args.stability < 0:
@@ -73,6 +78,7 @@ def parse_args(argv=None):
     return args
 
 
+@needs_paddle
 def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process
@@ -101,12 +107,13 @@ def main(argv=None) -> int:
         from paddle_mmsr.core.manifest import BundleError
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
-        from paddle_mmsr.sr.video import parts_dir, upscale_video
+        from paddle_mmsr.sr.video import interrupted_note, upscale_video
+        from paddle_mmsr.locks import Busy
     options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
     try:
         check_device(args.device)
         sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                       precision=args.precision, **options)
+                       precision=args.precision, on_export=first_use_note(), **options)
         if not args.quiet:
             print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
         sr.prepare(args.routing)
@@ -118,14 +125,13 @@ def main(argv=None) -> int:
                           lossless=args.lossless, start=args.start, duration=args.duration,
                           routing=args.routing, stability=args.stability, segment=args.segment,
                           deinterlace=args.deinterlace, overwrite=args.overwrite,
-                          progress=not args.quiet and sys.stderr.isatty(),
+                          progress=False if args.quiet else True if sys.stderr.isatty() else "lines",
                           log=lambda s: print(s, file=sys.stderr), info=info)
-    except (VideoError, FileExistsError, OSError) as e:
+    except (VideoError, FileExistsError, OSError, Busy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished segments are kept in {parts_dir(out)}; "
-              "run the same command again to resume", file=sys.stderr)
+        print("\n" + interrupted_note(out, args.segment), file=sys.stderr)
         return 130
     w, h = r["size"]
     print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "

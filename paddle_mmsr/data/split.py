@@ -44,7 +44,6 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
                  degradation: Degradation | None = None, progress=None) -> dict:
     """Run the split; returns the split.yaml content. ``progress`` wraps an iterable."""
     out_dir = Path(out_dir)
-    (out_dir / "sub").mkdir(parents=True, exist_ok=True)
     tvat = tvat or TVATSettings()
     degradation = degradation or Degradation()
     if isinstance(hr_dirs, (str, Path)):
@@ -56,7 +55,9 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
             raise FileNotFoundError(f"{d}: not a folder")
         files += list_images(d)
     if not files:
-        raise ValueError(f"no images found in {[str(d) for d in hr_dirs]}")
+        raise ValueError(f"no images found in {', '.join(str(d) for d in hr_dirs)}")
+    made = [p for p in (out_dir, out_dir / "sub") if not p.exists()]  # removed if nothing comes
+    (out_dir / "sub").mkdir(parents=True, exist_ok=True)
     rows, skipped = [], []
     for f in (progress(files) if progress else files):
         try:
@@ -71,7 +72,10 @@ def split_folder(hr_dirs, out_dir, scale: int = 4, sub_size: int = 480, step: in
             rows.append({"path": f"sub/{name}", "tvat": round(score, 6), "source": str(f),
                          "x": x, "y": y})
     if not rows:
-        raise ValueError("no sub-images were made (all inputs unreadable?)")
+        for p in reversed(made):
+            p.rmdir()  # empty: nothing was written
+        raise ValueError(f"no sub-images were made: {len(skipped)} of {len(files)} files "
+                         "could not be read")
     scores = np.array([r["tvat"] for r in rows])
     if n_calibrate:
         tvat.bounds = calibrate(scores, n_calibrate)

@@ -105,13 +105,15 @@ def tile_seconds(sr, rounds: int = 5, shape=None) -> np.ndarray:
 
 
 def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidates: int = 40,
-                  guard=None, ref=None):
+                  guard=None, ref=None, per_image=None):
     """Cheapest (flat_bound or None, [class bounds]) within ``max_loss_db`` of routing
     every tile to column ``top`` of ``sse`` (columns: bicubic, class 0, ...).
     ``guard``: optional (scores, sse, max_loss_db[, reference error]) of a second tile
     set (e.g. line art) that must stay within its own tolerance; the cost is counted
     on the first. ``ref``: optional (error, cost) of the reference to compare with
     (the largest model on another tiling); default: column ``top`` on these tiles.
+    ``per_image``: optional (image index of each tile, each image's reference error,
+    max_image_loss_db): no single image may lose more than that either.
 
     Returns (flat_bound, bounds, loss_db, cost, cost_top)."""
     scores, sse = np.asarray(scores, np.float64), np.asarray(sse, np.float64)
@@ -138,6 +140,8 @@ def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidat
         if guard is not None and loss_of(th, np.asarray(guard[0]), np.asarray(guard[1]),
                                          g_ref)[0] > guard[2]:
             continue
+        if per_image is not None and _worst_image_db(sse[rows, col], *per_image[:2]) > per_image[2]:
+            continue
         cost = seconds[rows, col].sum()
         if best is None or cost < best[3] - 1e-12:
             best = (th, col, loss, cost)
@@ -149,6 +153,12 @@ def choose_bounds(scores, sse, seconds, max_loss_db: float, top: int, n_candidat
     flat = None if np.isneginf(th[0]) else float(th[0])
     bounds = _strict([float(b) for b in th[1:]], lo=flat)
     return flat, bounds, float(loss), float(cost), float(cost_top)
+
+
+def _worst_image_db(tile_err, image_of, image_ref) -> float:
+    """The largest loss (dB) of any one image against its reference error."""
+    err = np.bincount(image_of, weights=tile_err, minlength=len(image_ref))
+    return float(np.max(10 * np.log10(np.maximum(err, 1e-12) / np.maximum(image_ref, 1e-12))))
 
 
 def _strict(bounds: list, lo=None) -> list:
@@ -189,14 +199,15 @@ def _scores(sr, collected) -> tuple:
 
 def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
                      rules=(("cell_max", 32),), guard_pairs=(), guard_max_loss_db: float = 0.1,
-                     grids=None, frontier=()) -> dict:
+                     grids=None, frontier=(), max_image_loss_db: float | None = None) -> dict:
     """Calibrate on (lr, hr) uint8 pairs for each tiling (tile, overlap) of ``grids``
     (default: ``sr``'s) and each (route_score, route_cell) of ``rules``; ``guard_pairs``
     (e.g. drawings) must lose at most ``guard_max_loss_db``. Loss and speed-up are
     against the largest model everywhere at the default tiling (128/16), which is
     how the single model runs. Returns the cheapest choice with its estimates (the
     bundle's rule and ``sr``'s tiling are left set to it); ``frontier``: other
-    tolerances (dB) at which to report the best estimated speed-up too."""
+    tolerances (dB) at which to report the best estimated speed-up too;
+    ``max_image_loss_db``: no single image of ``pairs`` may lose more than this."""
     from paddle_mmsr.sr.reconstruct import MMSR
     grids = [tuple(g) for g in (grids or [(sr.tile, sr.overlap)])]
     top = 1 + [c.id for c in sr.bundle.classes].index(largest_class(sr.bundle))
@@ -214,6 +225,7 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
     ref = (sum(e[:, top].sum() for _, _, e in ref_main),
            _seconds(ref_sr, ref_main, timed)[:, top].sum())
     g_ref = sum(e[:, top].sum() for _, _, e in ref_guard)
+    image_ref = np.array([e[:, top].sum() for _, _, e in ref_main])
     best, tried, speed = None, [], {}
     for tile, overlap in grids:
         g_sr = at(tile, overlap)
@@ -222,19 +234,27 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
         else:
             main, guard_set = _collect(g_sr, pairs, progress), _collect(g_sr, guard_pairs)
         seconds = _seconds(g_sr, main, timed)
+        image_of = np.concatenate([np.full(len(grid), i) for i, (_, grid, _) in enumerate(main)])
         for rule, cell in rules:
             sr.bundle.route_score, sr.bundle.route_cell = rule, int(cell or 32)
             scores, sse = _scores(g_sr, main)
             guard = (*_scores(g_sr, guard_set), guard_max_loss_db, g_ref) if guard_set else None
+            per_image = None if max_image_loss_db is None else (image_of, image_ref,
+                                                                  max_image_loss_db)
             flat, bounds, loss, cost, cost_ref = choose_bounds(scores, sse, seconds, max_loss_db,
-                                                               top, guard=guard, ref=ref)
+                                                               top, guard=guard, ref=ref,
+                                                               per_image=per_image)
+            col = np.searchsorted([-np.inf if flat is None else flat, *bounds], scores, side="right")
+            worst = _worst_image_db(sse[np.arange(len(scores)), col], image_of, image_ref)
             for tol in frontier:  # speed-up at other tolerances, this tiling and rule
-                f = choose_bounds(scores, sse, seconds, tol, top, guard=guard, ref=ref)
+                f = choose_bounds(scores, sse, seconds, tol, top, guard=guard, ref=ref,
+                                  per_image=per_image)
                 if f[2] <= tol:
                     speed[tol] = max(speed.get(tol, 0.0), float(cost_ref / f[3]))
             res = {"tile": tile, "overlap": overlap, "route_score": rule,
                    "route_cell": sr.bundle.route_cell, "flat_bound": flat, "bounds": bounds,
-                   "loss_db": loss, "tiles": int(len(scores)), "seconds": float(cost),
+                   "loss_db": loss, "worst_image_loss_db": worst,
+                   "tiles": int(len(scores)), "seconds": float(cost),
                    "speedup_estimated": float(cost_ref / cost)}
             tried.append(res)
             if loss <= max_loss_db and (best is None or
@@ -244,6 +264,7 @@ def calibrate_bundle(sr, pairs, max_loss_db: float = 0.03, progress=None,
     sr.bundle.route_score, sr.bundle.route_cell = best["route_score"], best["route_cell"]
     sr.tile, sr.overlap = best["tile"], best["overlap"]
     return {**best, "tried": tried, "max_loss_db": max_loss_db,
+            "max_image_loss_db": max_image_loss_db,
             "frontier": {f"{tol:g}": speed.get(tol) for tol in frontier},
             "guard_max_loss_db": guard_max_loss_db if guard_pairs else None,
             "guard_images": len(guard_pairs), "reference": {

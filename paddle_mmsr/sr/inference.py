@@ -34,7 +34,7 @@ from paddle_mmsr.models.weights import build_class_generator
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
            "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation",
-           "configure_cpu"]
+           "configure_cpu", "cached_export"]
 
 CACHE_DIR = "inference_cache"
 MARKER = ".paddle-mmsr-export"  # in every cache entry this module made
@@ -247,19 +247,33 @@ def _make_cache_folder(root: Path) -> Path:
         raise ExportLimitation(f"no writable folder for the export cache ({e})") from None
 
 
-def export_generator(bundle, entry, cache_dir=None) -> tuple:
-    """Export class ``entry`` (once; again if the cached files changed) and return
-    (model file, params file)."""
-    import paddle
-    _require_inference()
-    root = cache_root(bundle, cache_dir)
+def _cache_entry(bundle, entry, cache_dir=None) -> tuple:
+    """(folder, meta) of class ``entry``'s export: keyed by its verified weights and
+    the exporter's version."""
     sha = sha256_file(bundle.verified_weights(entry))  # the manifest's, when it has one
     meta = _export_meta(bundle, entry, sha)
-    final = root / sha256_text(json.dumps(meta, sort_keys=True))[:32]
+    return cache_root(bundle, cache_dir) / sha256_text(json.dumps(meta, sort_keys=True))[:32], meta
+
+
+def cached_export(bundle, entry, cache_dir=None):
+    """(model file, params file) of a complete, current export of class ``entry``
+    whose weights are the manifest's (sha256), else None. No export work."""
+    return _valid_export(*_cache_entry(bundle, entry, cache_dir)) or None
+
+
+def export_generator(bundle, entry, cache_dir=None, on_export=None) -> tuple:
+    """Export class ``entry`` (once; again if the cached files changed) and return
+    (model file, params file). ``on_export(entry)`` is called before an export is made."""
+    import paddle
+    _require_inference()
+    final, meta = _cache_entry(bundle, entry, cache_dir)
+    root = final.parent
     with _EXPORT_LOCK:
         files = _valid_export(final, meta)
         if files:
             return files
+        if on_export is not None:
+            on_export(entry)
         layer = build_class_generator(bundle, entry)  # checks the manifest sha256 too
         _fast_activations(layer)
         tmp = _make_cache_folder(root)
@@ -324,7 +338,7 @@ def prune_cache(bundle=None, cache_dir=None) -> list:
 
 def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
                 threads: int | None = None, cache_dir=None, tensorrt: bool = False,
-                max_input=(4, 128), precision: str = "fp32"):
+                max_input=(4, 128), precision: str = "fp32", on_export=None):
     """A runner for one class. ``auto``: Paddle Inference, dygraph on an ExportLimitation.
     ``precision``: ``fp32`` or ``bf16`` (decided by ``precision.choose_precision``);
     bf16 needs Paddle Inference."""
@@ -337,7 +351,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
     check_device(device)
     if backend != "dygraph":
         try:
-            model, params = export_generator(bundle, entry, cache_dir)
+            model, params = export_generator(bundle, entry, cache_dir, on_export)
             return PredictorRunner(model, params, device, threads, tensorrt, max_input,
                                    precision)
         except ExportLimitation as e:

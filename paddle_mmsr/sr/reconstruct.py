@@ -19,10 +19,10 @@ import numpy as np
 
 from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
-from paddle_mmsr.sr.inference import make_runner, prune_cache
+from paddle_mmsr.sr.inference import cached_export, make_runner, prune_cache
 from paddle_mmsr.sr.precision import choose_precision
 from paddle_mmsr.image.resize import bicubic_up
-from paddle_mmsr.models.weights import check_weights
+from paddle_mmsr.models.weights import build_class_generator
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
 from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
@@ -75,6 +75,15 @@ def _check_image(img) -> np.ndarray:
     return img
 
 
+def _warm_export(bundle, entry, cache_dir) -> bool:
+    """The class has a current export of the manifest's weights: they were checked
+    when it was made, so loading does not build the network again."""
+    try:
+        return cached_export(bundle, entry, cache_dir) is not None
+    except (ImportError, OSError):
+        return False
+
+
 class MMSR:
     """A loaded bundle, ready to upscale. Options are fixed; images are not kept."""
 
@@ -82,7 +91,7 @@ class MMSR:
                  tile: int | None = None, overlap: int | None = None,
                  batch_size: int | None = None,
                  threads: int | None = None, cache_dir=None, tensorrt: bool = False,
-                 precision: str = "auto"):
+                 precision: str = "auto", on_export=None):
         # tiling: as given, else the bundle's (what its routing was calibrated with), else 128/16
         tile = tile or bundle.tile or DEFAULT_TILE
         overlap = next(v for v in (overlap, bundle.overlap, DEFAULT_OVERLAP) if v is not None)
@@ -98,6 +107,7 @@ class MMSR:
         else:  # "auto" -> fp32 or bf16, by the hardware and the bundle's measured cost
             self.precision, self.precision_reason = choose_precision(
                 precision, device, bundle.bf16_psnr_cost)
+        self.on_export = on_export  # called with a class entry before its (slow) export
         self._runners = {}
         self._lock = threading.Lock()
 
@@ -105,8 +115,10 @@ class MMSR:
     def load(cls, bundle_dir, **options) -> "MMSR":
         """Load a bundle folder and check its weights; ``options`` as for the constructor."""
         bundle = load_bundle(Path(bundle_dir))
-        check_weights(bundle)  # a few ms; a mismatch fails here, not at the first tile
         sr = cls(bundle, **options)
+        for entry in bundle.classes:  # a mismatch fails here, not at the first tile
+            if sr.backend == "dygraph" or not _warm_export(bundle, entry, sr.cache_dir):
+                build_class_generator(bundle, entry)  # checks the weights against the manifest
         if sr.backend != "dygraph":
             try:
                 prune_cache(bundle, sr.cache_dir)
@@ -128,7 +140,8 @@ class MMSR:
                 entry = next(c for c in self.bundle.classes if c.id == class_id)
                 self._runners[class_id] = make_runner(
                     self.bundle, entry, self.backend, self.device, self.threads, self.cache_dir,
-                    self.tensorrt, (self.batch_size, self.tile), self.precision)
+                    self.tensorrt, (self.batch_size, self.tile), self.precision,
+                    self.on_export)
             return self._runners[class_id]
 
     def prepare(self, routing: str = "tvat") -> None:

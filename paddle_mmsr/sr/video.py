@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +93,9 @@ def _prepare_parts(folder: Path, key: dict) -> list:
             old = None
         if old == key:
             return []
+        if old is None:  # no job.json of ours: not our folder
+            raise VideoError(f"{folder} exists but holds no job.json of this tool; it is not "
+                             "deleted. Remove it yourself, or choose another -o")
         shutil.rmtree(folder)
         note = [f"{folder}: parts of a different job (input or options changed) removed; "
                 "starting over"]
@@ -107,14 +112,50 @@ def _segment_done(folder: Path, k: int) -> bool:
     return (folder / f"seg_{k:06d}.mkv").is_file() and (folder / f"seg_{k:06d}.json").is_file()
 
 
+def interrupted_note(dst, segment: float) -> str:
+    """What a stopped run of ``dst`` leaves to resume from, in one line."""
+    folder = parts_dir(dst)
+    done = len(list(folder.glob("seg_*.json"))) if folder.is_dir() else 0
+    if not done:
+        return (f"interrupted before the first {segment:g} s segment was finished: a new run "
+                "starts over (--segment sets the length of the resumable parts)")
+    return (f"interrupted: {done} finished segment{'s' * (done > 1)} kept in {folder}; "
+            "run the same command again to resume")
+
+
+class _ProgressLines:
+    """Progress as plain lines (a log, a pipe, a notebook): at most one every ``every`` s."""
+
+    def __init__(self, total: int, done: int, log, every: float = 30.0):
+        self.total, self.done, self.log, self.every = total, done, log, every
+        self.t0 = self.last = time.perf_counter()
+        self.start = done
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            rate = (now - self.t0) / max(self.done - self.start, 1)
+            left = rate * (self.total - self.done)
+            self.log(f"frame {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), "
+                     f"{rate:.2f} s/frame, {left / 60:.1f} min left")
+
+    def close(self) -> None:
+        pass
+
+
 def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossless: bool = False,
                   start: float | None = None, duration: float | None = None,
                   routing: str = "tvat", stability: float = 0.15, segment: float = 10.0,
                   deinterlace: str = "auto", overwrite: bool = False, progress: bool = True,
-                  log=print, info=None) -> dict:
+                  log=print, info=None, depth: int = 2) -> dict:
     """Upscale ``src`` into ``dst`` (.mp4, .m4v, .mov or .mkv); returns a summary dict.
-    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr;
-    ``info``: ``probe(src, start, duration, deinterlace)`` when already made."""
+    ``log(text)`` receives notes about the input; ``progress``: a tqdm bar on stderr
+    (True), progress lines through ``log`` at most every 30 s ("lines") or none;
+    ``info``: ``probe(src, start, duration, deinterlace)`` when already made.
+    Decoding, upscaling and encoding overlap: frames are read and written in two
+    threads, at most ``depth`` waiting on each side (0: one after another)."""
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in CONTAINERS:
         raise VideoError(f"{dst}: the output must end in {', '.join(CONTAINERS)}")
@@ -126,6 +167,17 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
         raise ValueError(f"deinterlace must be auto, on or off, got {deinterlace!r}")
     if segment <= 0:
         raise ValueError(f"segment must be > 0 seconds, got {segment}")
+    from paddle_mmsr.locks import OutputLock
+    with OutputLock(dst.with_name(f".{dst.name}.lock"), f"video output {dst}",
+                    "wait for that run to finish, or choose another -o"):
+        return _upscale_video(sr, src, dst, crf=crf, preset=preset, lossless=lossless,
+                              start=start, duration=duration, routing=routing,
+                              stability=stability, segment=segment, deinterlace=deinterlace,
+                              overwrite=overwrite, progress=progress, log=log, info=info)
+
+
+def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, duration, routing,
+                   stability, segment, deinterlace, overwrite, progress, log, info) -> dict:
     info = info or probe(src, start, duration, deinterlace)
     for note in info.notes:
         log(f"note: {note}")
@@ -144,10 +196,16 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
     router = StableRouter(sr.bundle, routing, stability)
     s = sr.scale
     done = [k for k in range(n_seg) if _segment_done(folder, k)]
+    if n_seg == 1 and info.frames > 1:
+        log(f"note: the clip is one segment ({segment:g} s): a stopped run starts over "
+            "(--segment sets the length of the resumable parts)")
+    initial = sum(min(per, info.frames - k * per) for k in done)
     bar = None
-    if progress:
+    if progress == "lines":
+        bar = _ProgressLines(info.frames, initial, log)
+    elif progress:
         from tqdm import tqdm
-        bar = tqdm(total=info.frames, initial=sum(min(per, info.frames - k * per) for k in done),
+        bar = tqdm(total=info.frames, initial=initial,
                    unit="frame", desc=src.name[:24], dynamic_ncols=True)
     reader, at, new, t0, switches = None, 0, 0, time.perf_counter(), 0
     skipped = False    # the previous segment was done before: take its routing state
@@ -167,19 +225,21 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
                     reader.close()
                 reader, at = FrameReader(info, start, duration, first), first
             writer = SegmentWriter(seg, info.width * s, info.height * s, info.fps, codec)
+            behind = Background(writer.write, depth)
             try:
-                for _ in range(count):
-                    frame = reader.read()
+                for frame in frames_ahead(reader, count, depth):
                     if frame is None:
                         raise VideoError(f"{src}: the decoder gave {at} frames, "
                                          f"{info.frames} were counted")
                     at += 1
-                    writer.write(_upscale_frame(sr, frame, routing, router))
+                    behind.put(_upscale_frame(sr, frame, routing, router))
                     if bar is not None:
                         bar.update(1)
+                behind.join()
                 writer.finish()
             except BaseException:
-                writer.abort()
+                writer.abort()  # first: a write blocked on the encoder's pipe then fails
+                behind.stop()
                 raise
             tmp = folder / f"seg_{k:06d}.json.tmp"
             tmp.write_text(json.dumps({"frames": count, "classes": router.state()}))
@@ -197,12 +257,117 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
                duration, with_audio=bool(info.audio))
     if note:
         log(f"note: {note}")
-    os.replace(tmp_out, dst)
+    if overwrite:
+        os.replace(tmp_out, dst)
+    else:  # never over a file that appeared meanwhile
+        from paddle_mmsr.image.io import publish_new
+        try:
+            publish_new(tmp_out, dst)
+        except FileExistsError:
+            tmp_out.unlink(missing_ok=True)
+            raise
     shutil.rmtree(folder, ignore_errors=True)
     return {"complete": True, "frames": info.frames, "segments": n_seg, "new_segments": new,
             "fps": float(info.fps), "size": (info.width * s, info.height * s),
             "audio": info.audio, "class_switches": switches,
             "seconds": time.perf_counter() - t0, "notes": info.notes}
+
+
+def frames_ahead(reader, count: int, depth: int = 2):
+    """The next ``count`` frames of ``reader`` (None past its end), read by a thread up to
+    ``depth`` frames ahead; ``depth=0`` reads in the caller's thread."""
+    if depth <= 0:
+        for _ in range(count):
+            yield reader.read()
+        return
+    q, stop = queue.Queue(depth), threading.Event()
+
+    def work():
+        try:
+            for _ in range(count):
+                item = ("frame", reader.read())
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+                if stop.is_set():
+                    return
+        except BaseException as e:  # handed to the caller
+            q.put(("error", e))
+
+    t = threading.Thread(target=work, daemon=True, name="frame-reader")
+    t.start()
+    try:
+        for _ in range(count):
+            kind, item = q.get()
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+class Background:
+    """Calls ``fn(item)`` in a thread, in order, with at most ``depth`` items waiting
+    (``put`` blocks beyond); a failure is raised by the next ``put`` or ``join``.
+    ``depth=0`` calls ``fn`` in the caller's thread."""
+
+    def __init__(self, fn, depth: int = 2):
+        self.fn, self.depth, self.error = fn, depth, None
+        if depth > 0:
+            self.q = queue.Queue(depth)
+            self.t = threading.Thread(target=self._work, daemon=True, name="frame-writer")
+            self.t.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            try:
+                if item is _STOP:
+                    return
+                if self.error is None:
+                    self.fn(item)
+            except BaseException as e:
+                self.error = e
+            finally:
+                self.q.task_done()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, item) -> None:
+        if self.depth <= 0:
+            self.fn(item)
+            return
+        self._raise()
+        self.q.put(item)
+
+    def join(self) -> None:
+        """Wait until every item is done; raise a failure."""
+        if self.depth > 0:
+            self.q.join()
+            self.stop()
+            self._raise()
+
+    def stop(self) -> None:
+        """End the thread (after the items already waiting)."""
+        if self.depth > 0 and self.t.is_alive():
+            self.error = self.error or _Stopped()
+            self.q.put(_STOP)
+            self.t.join()
+            if isinstance(self.error, _Stopped):
+                self.error = None
+
+
+class _Stopped(Exception):
+    """Marks a stopped Background: the items still waiting are dropped."""
+
+
+_STOP = object()
 
 
 def _upscale_frame(sr, frame: np.ndarray, routing: str, router) -> np.ndarray:

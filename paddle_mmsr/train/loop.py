@@ -424,7 +424,7 @@ class ClassTrainer:
         if bad:
             raise NonFiniteLoss(
                 f"{self.job.name}: non-finite loss {bad} in {phase} around step {s}; stopped, "
-                f"the last good checkpoint is {self.job.dir / LATEST} (step {self.saved_step})")
+                f"{self.last_good()}")
         opt = self.opts["pretrain" if phase == "pretrain" else "g"][0]
         lr_now = opt.get_lr()
         self.mon.scalars(s, losses, "loss/")
@@ -468,12 +468,20 @@ class ClassTrainer:
                       f"{res['ssim']:.4f}" + (" (best)" if improved else ""))
         return improved
 
+    def last_good(self) -> str:
+        """Where the run can continue from: an existing checkpoint, or nothing yet."""
+        path = self.job.dir / LATEST
+        if path.is_file():
+            return f"the last good checkpoint is {path} (step {self.saved_step})"
+        return (f"no checkpoint was written yet ({path} does not exist), so a new run starts "
+                "at step 0")
+
     def checkpoint(self, reason: str, best: bool = False) -> None:
         """The latest checkpoint (and the best), refused when the weights went non-finite."""
         p = self.progress
         if not _all_finite(self.g) or (self.d is not None and not _all_finite(self.d)):
-            raise NonFiniteLoss(f"{self.job.name}: non-finite weights at step {p.step}; "
-                                f"kept the last good checkpoint (step {self.saved_step})")
+            raise NonFiniteLoss(f"{self.job.name}: non-finite weights at step {p.step}; not "
+                                f"saved: {self.last_good()}")
         p.scalers = scaler_state(self.scalers)
         state = _checkpoint_state(self.nets, self.opts, p, self.job)
         save_checkpoint(self.job.dir / LATEST, state)

@@ -21,7 +21,11 @@ the group was formed with, served by rank 0).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import sys
 import threading
 import time
 
@@ -39,6 +43,22 @@ def _store_endpoint() -> tuple:
     return host, int(port)
 
 
+# Paddle prints the flags the launcher set (a "Modified FLAGS detected" banner) when a
+# rank joins: nothing the user set or can act on
+_FLAGS_BANNER = re.compile(r"=+ Modified FLAGS detected =+\n(?:FLAGS\(.*\)\n)*=+\n")
+
+
+def _join_quietly(dist):
+    """``dist.init_parallel_env()`` without the flags banner; anything else it
+    writes to stderr is passed on."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return dist.init_parallel_env()
+    finally:
+        sys.stderr.write(_FLAGS_BANNER.sub("", buf.getvalue()))
+
+
 class Team:
     """This rank's membership of the launch (``world_size`` > 1 only)."""
 
@@ -46,7 +66,7 @@ class Team:
         import paddle.distributed as dist
         from paddle.base import core
         self.info, self.stale_after = info, stale_after
-        self.group = dist.init_parallel_env()
+        self.group = _join_quietly(dist)
         self.store = core.create_or_get_global_tcp_store()
         self._key = f"mmsr/{info.run_id}/"
         host, port = _store_endpoint()

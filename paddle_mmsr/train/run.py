@@ -146,9 +146,21 @@ def _rank_report(info, device: str, busy: float, results: dict, jobs) -> dict:
 def run_training(cfg, resume: str = "auto", info=None, log=print) -> int:
     """Train this rank's classes; rank 0 also assembles the results. Returns the exit code: non-zero
     when a class of this rank failed or (every rank) when the bundle was not assembled."""
+    from paddle_mmsr.locks import OutputLock
+    info = info or rank_info()
+    # one run per output folder: each rank locks its own file, so the ranks of one
+    # run never block each other and a second run's ranks stop at once
+    lock = OutputLock(cfg.output_dir / f".train-rank{info.rank}.lock",
+                      f"training output {cfg.output_dir} (rank {info.rank})",
+                      "wait for that run to finish, or train into another folder "
+                      "(-o output=...)")
+    with lock:
+        return _run_training(cfg, resume, info, log)
+
+
+def _run_training(cfg, resume: str, info, log) -> int:
     from paddle_mmsr.train.loop import Interrupted, train_class
     from paddle_mmsr.train.replicas import Replica
-    info = info or rank_info()
     jobs, tvat, split = resolve_jobs(cfg)
     costs = [training_cost(cfg, c) for c in range(len(jobs))]
     owners = place_classes(costs, info.world_size, max_ranks=cfg.data.batch_size)
