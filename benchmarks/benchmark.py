@@ -26,7 +26,7 @@ import numpy as np
 
 from paddle_mmsr.metrics.evaluate import evaluate_dir
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.sr.inference import BACKENDS
+from paddle_mmsr.core.devices import BACKENDS
 
 
 def timed(fn, log: list):

@@ -59,9 +59,9 @@ def make_random_bundle(root, specs=RANDOM_SPECS, bounds=CALIBRATED_BOUNDS, chann
     """A bundle of randomly initialised generators (timing only). ``channels`` is the
     width of specs without a "wC" suffix."""
     import paddle
-    from paddle_mmsr.sr.bundle import make_bundle
+    from paddle_mmsr.models.weights import make_bundle
     from paddle_mmsr.models import build_generator
-    from paddle_mmsr.data.tvat import TVATSettings
+    from paddle_mmsr.core.tvat import TVATSettings
     paddle.seed(seed)
     head = 3 if form == "compact" else 9
     opts = dict(channels=channels, form=form, head_kernel=head, tail_kernel=3)
@@ -95,9 +95,10 @@ def class_throughput(sr, tile_s: dict, tile=128, peak=None) -> dict:
     """Per class: seconds per tile, GMAC, effective GFLOP/s and share of ``peak``
     (default: ``nominal_peak``)."""
     peak = peak or nominal_peak()[0]
+    from paddle_mmsr.models.weights import build_class_generator
     out = {}
     for c in sr.bundle.classes:
-        macs = multiply_adds(sr.bundle.build_generator(c, load_weights=False), tile)
+        macs = multiply_adds(build_class_generator(sr.bundle, c, load_weights=False), tile)
         gflops = 2 * macs / 1e9 / tile_s[c.id]
         out[c.id] = {"label": sr.label(c.id), "tile_s": tile_s[c.id], "gmac": macs / 1e9,
                      "gflops": gflops, "peak_share": gflops / peak}
@@ -222,7 +223,7 @@ def tile_sweep(tiles=(64, 96, 128, 192), overlaps=(8, 16, 24), spec="16-8w48", r
     LR megapixel at each tile size (best of interleaved rounds, so load from
     other jobs hits every size alike) times the overlap factor (T / (T - O))^2
     that tiling a large image costs."""
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
     from paddle_mmsr.sr.inference import make_runner
     bundle = load_bundle(make_random_bundle(tempfile.mkdtemp(prefix="mmsr-sweep-"),
                                             specs=(spec,), bounds=[], channels=channels).root)
@@ -281,7 +282,7 @@ def run_benchmark(bundle_dir=None, images=None, sweep=False, rss_size=0, bounds=
     """Run the benchmark; returns every figure as a dict (and logs as it goes)."""
     from paddle_mmsr import MMSR
     peak = peak or nominal_peak()[0]
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
     from paddle_mmsr.sr.route import largest_class
     tmp = None
     if bundle_dir is None:

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from paddle_mmsr.config import DEVICES
-from paddle_mmsr.models.spec import FORMS
+from paddle_mmsr.core.devices import TRAIN_DEVICES
+from paddle_mmsr.core.spec import FORMS
 
 
 def make_step(spec: str, phase: str = "pretrain", batch: int = 16, crop: int = 96,
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--tail-kernel", type=int, default=9)
     p.add_argument("--iters", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--threads", type=int, default=0, help="CPU math threads (0 = default)")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=TRAIN_DEVICES)
     p.add_argument("--data", help="also time the data pipeline on this folder")
     p.add_argument("-o", "--output", help="write the results as JSON")
     a = p.parse_args(argv)

@@ -133,7 +133,7 @@ def cmd_flicker(args) -> dict:
     """Flicker (mean |frame t - frame t-1|) of routed output with and without stability,
     against bicubic of the same LR frames; PSNR-Y against the HR frames."""
     from paddle_mmsr.metrics.psnr_ssim import psnr
-    from paddle_mmsr.sr.reconstruct import bicubic_up
+    from paddle_mmsr.image.resize import bicubic_up
     from paddle_mmsr.sr.video import StableRouter
     from paddle_mmsr.image.io import to_float, to_uint
     sr = _load(args.bundle, args.threads, args.tile, args.overlap)
@@ -176,7 +176,8 @@ def cmd_oldfilm(args) -> dict:
     from paddle_mmsr.image.io import to_float, to_uint
     from paddle_mmsr.image.video_io import read_frames, write_video
     from paddle_mmsr.metrics.psnr_ssim import psnr
-    from paddle_mmsr.sr.reconstruct import MMSR, bicubic_up
+    from paddle_mmsr.image.resize import bicubic_up
+    from paddle_mmsr.sr.reconstruct import MMSR
     deg = Degradation(gray=True, blur=args.blur, grain=args.grain)
     photo = data.coffee()
     hrs, rng = [], np.random.default_rng(0)

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="record bf16_psnr_cost in the manifests")
     args = ap.parse_args(argv)
     from paddle_mmsr.image.io import list_images
-    from paddle_mmsr.sr.bundle import load_bundle, write_manifest
+    from paddle_mmsr.core.manifest import load_bundle, write_manifest
     from paddle_mmsr.sr.precision import cpu_has_bf16
     if args.mode == "native" and not cpu_has_bf16():
         print("error: this CPU has no native bf16 (avx512_bf16 / amx_bf16); use --mode "

@@ -104,7 +104,8 @@ def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_psnr",
     the export as now, the old export (fusions off), bf16, batches, 64 px tiles; and
     the share of the peak kernel's throughput measured in the same rounds."""
     from benchmark_reconstruction import multiply_adds
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
+    from paddle_mmsr.models.weights import build_class_generator
     rows = []
     pk, px, pflop = peak_runner(tmp)
     pk.run(px)
@@ -135,7 +136,7 @@ def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_psnr",
             medc = {k: float(np.median(v)) for k, v in cpu.items()}
             peaks["wall"] += [pflop / t for t in wall["peak"]]
             peaks["cpu"] += [pflop / t for t in cpu["peak"]]
-            gflop = 2 * multiply_adds(b.build_generator(e, load_weights=False), 128) / 1e9
+            gflop = 2 * multiply_adds(build_class_generator(b, e, load_weights=False), 128) / 1e9
 
             def ratio(a, b_, times=wall):
                 return float(np.median(np.array(times[a]) / np.array(times[b_])))
@@ -170,7 +171,7 @@ sys.path.insert(0, {root!r})
 from paddle_mmsr.runtime import tune_process
 tune_process()
 import numpy as np
-from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.sr.inference import make_runner
 b = load_bundle({bundle!r})
 r = make_runner(b, b.classes[-1], "inference")

@@ -8,7 +8,6 @@ before validation (values parsed as YAML, list items addressed by index:
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -17,15 +16,13 @@ from typing import Optional
 
 import yaml
 
-from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.core.devices import BACKENDS, TRAIN_DEVICES
+from paddle_mmsr.core.keys import suggest
+from paddle_mmsr.core.spec import FORMS, LAYER_NAMES, GeneratorOptions, ModelSpec
+from paddle_mmsr.core.tvat import TVATSettings
 from paddle_mmsr.image.degrade import DOWNSCALERS, VIDEO_CODECS, Degradation, DegradationMix
-from paddle_mmsr.models.spec import FORMS, LAYER_NAMES, ModelSpec
-from paddle_mmsr.sr.inference import BACKENDS
-from paddle_mmsr.sr.inference import DEVICES as RUN_DEVICES
 
-__all__ = ["ConfigError", "Config", "DEVICES", "load_config", "parse_config", "apply_overrides"]
-
-DEVICES = ("auto",) + RUN_DEVICES  # training: auto = gpu when Paddle sees one
+__all__ = ["ConfigError", "Config", "load_config", "parse_config", "apply_overrides"]
 
 
 class ConfigError(ValueError):
@@ -33,15 +30,6 @@ class ConfigError(ValueError):
 
 
 # ------------------------------------------------------------------ schema
-@dataclass
-class GeneratorOptions:
-    channels: int = 64
-    form: str = "srgan"          # srgan (paper, with BN) | fast (no BN, bicubic residual)
-    #                              | compact (all convs at LR, one PixelShuffle; see models/generator.py)
-    head_kernel: int = 9
-    tail_kernel: int = 9
-
-
 @dataclass
 class DataConfig:
     split: Optional[str] = None        # folder written by tools/split_tvat.py (split.yaml)
@@ -178,11 +166,14 @@ class Config:
 
     def generator_options(self, class_id: int) -> dict:
         """Generator kwargs of one class (model defaults + class overrides; a width in
-        the class spec, e.g. "4-6w16", sets ``channels``)."""
-        from paddle_mmsr.models.spec import ModelSpec
+        the class spec, e.g. "4-6w16", sets ``channels``: the model's is the default
+        of specs without one, a class's own ``channels`` must agree with it)."""
+        spec = ModelSpec.parse(self.classes[class_id].spec)
         opts = asdict(self.model.generator)
+        if spec.channels is not None:
+            del opts["channels"]
         opts.update(self.classes[class_id].generator)
-        return ModelSpec.parse(self.classes[class_id].spec).generator_options(opts)
+        return spec.generator_options(opts)
 
 
 _LIST_ITEM_TYPES = {(Config, "classes"): ClassConfig}
@@ -190,7 +181,7 @@ _CHOICES = {
     (GeneratorOptions, "form"): FORMS,
     (Degradation, "kernel"): DOWNSCALERS,
     (Degradation, "video"): ("", *VIDEO_CODECS),
-    (Config, "device"): DEVICES,
+    (Config, "device"): TRAIN_DEVICES,
     (LossConfig, "pixel"): ("mse", "l1"),
     (TrainConfig, "amp_dtype"): ("float16", "bfloat16"),
     (ValConfig, "backend"): BACKENDS,
@@ -198,11 +189,6 @@ _CHOICES = {
 
 
 # -------------------------------------------------------------- conversion
-def _suggest(key: str, valid) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
-
-
 def _convert(value, tp, where: str):
     origin = typing.get_origin(tp)
     if origin is typing.Union:  # Optional[X]
@@ -266,7 +252,7 @@ def _build(cls, raw, where: str = ""):
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise ConfigError(f"unknown key '{path}'{_suggest(str(key), names)}")
+            raise ConfigError(f"unknown key '{path}'{suggest(str(key), names)}")
         item_type = _LIST_ITEM_TYPES.get((cls, key))
         if item_type is not None:
             if not isinstance(value, list):
@@ -277,7 +263,7 @@ def _build(cls, raw, where: str = ""):
         choices = _CHOICES.get((cls, key))
         if choices and kwargs[key] not in choices:
             raise ConfigError(f"{path}: {kwargs[key]!r} is not one of {choices}"
-                              f"{_suggest(str(kwargs[key]), choices)}")
+                              f"{suggest(str(kwargs[key]), choices)}")
     try:
         return cls(**kwargs)
     except ValueError as e:  # a dataclass's own check (e.g. TVAT bounds)
@@ -346,12 +332,12 @@ def _check(cfg: Config) -> Config:
     gen_keys = [f.name for f in fields(GeneratorOptions)]
     for i, c in enumerate(cfg.classes):
         try:
-            ModelSpec.parse(c.spec)
+            ModelSpec.parse(c.spec).generator_options(c.generator)
         except ValueError as e:
             errors.append(f"classes.{i}.spec: {e}")
         for k in c.generator:
             if k not in gen_keys:
-                errors.append(f"unknown key 'classes.{i}.generator.{k}'{_suggest(k, gen_keys)}")
+                errors.append(f"unknown key 'classes.{i}.generator.{k}'{suggest(k, gen_keys)}")
         try:
             g = _build(GeneratorOptions, {**asdict(cfg.model.generator), **c.generator},
                        f"classes.{i}.generator")
@@ -417,7 +403,7 @@ def _check(cfg: Config) -> Config:
     if t.adversarial_iters > 0 and lo.content_weight > 0:
         if lo.vgg_layer not in LAYER_NAMES:
             errors.append(f"loss.vgg_layer: unknown layer {lo.vgg_layer!r}"
-                          f"{_suggest(lo.vgg_layer, LAYER_NAMES)}")
+                          f"{suggest(lo.vgg_layer, LAYER_NAMES)}")
     if cfg.val.every < 1 or cfg.log.every < 1 or cfg.checkpoint.every < 1:
         errors.append("val.every, log.every and checkpoint.every must be >= 1")
     if errors:

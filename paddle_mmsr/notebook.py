@@ -65,7 +65,7 @@ def pick_device(device: str = "auto") -> str:
     """"cpu" or "gpu" for ``device`` "auto" / "cpu" / "gpu"; an error for a GPU Paddle cannot see."""
     import paddle
 
-    from paddle_mmsr.config import DEVICES
+    from paddle_mmsr.core.devices import TRAIN_DEVICES as DEVICES
     if device not in DEVICES:
         raise ValueError(f"DEVICE must be one of {DEVICES}, not {device!r}")
     n_gpu = paddle.device.cuda.device_count() if paddle.device.is_compiled_with_cuda() else 0

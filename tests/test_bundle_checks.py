@@ -2,6 +2,7 @@
 the inference cache, and what backend="auto" may fall back for."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import warnings
@@ -14,10 +15,11 @@ paddle = pytest.importorskip("paddle")
 
 from conftest import ROOT  # noqa: E402
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.sr import inference  # noqa: E402
-from paddle_mmsr.sr.bundle import BundleError, load_bundle, make_bundle  # noqa: E402
+from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.sr.inference import export_generator, make_runner  # noqa: E402
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
@@ -97,11 +99,20 @@ def test_unknown_manifest_keys_are_refused(bundle, change, message):
         load_bundle(bundle)
 
 
+def test_a_width_contradicting_the_spec_is_refused(tmp_path):
+    shutil.copytree(ROOT / "pretrained" / "mmsr_x4_psnr", tmp_path / "b")
+    assert load_bundle(tmp_path / "b").classes[0].spec == "4-6w16"
+    edit_manifest(tmp_path / "b", lambda m: m["classes"][0]["generator"].update(channels=32))
+    with pytest.raises(BundleError, match="class 0: model spec 4-6w16 sets the width to 16, "
+                                          "but channels is 32"):
+        load_bundle(tmp_path / "b")
+
+
 def test_every_key_the_code_writes_is_allowed(bundle):
     """Allowed keys come from the dataclasses and the generator's constructor: what
     make_bundle writes (all GeneratorOptions fields included) loads."""
     from dataclasses import fields
-    from paddle_mmsr.config import GeneratorOptions
+    from paddle_mmsr.core.spec import GeneratorOptions
     b = load_bundle(bundle)
     assert b.flat_bound == 0.1 and b.scale == 4
     edit_manifest(bundle, lambda m: m["classes"][0]["generator"].update(

@@ -7,7 +7,7 @@ import yaml
 from conftest import ROOT
 from paddle_mmsr.config import ConfigError, apply_overrides, load_config, parse_config
 from paddle_mmsr.train.batches import batch_indices
-from paddle_mmsr.train.placement import class_cost, classes_of_rank, place_classes, rank_info, rank_loads
+from paddle_mmsr.train.placement import training_cost, classes_of_rank, place_classes, rank_info, rank_loads
 
 MINIMAL = {"data": {"sources": ["some/folder"]}}
 
@@ -85,8 +85,13 @@ def test_per_class_iterations_and_spec_width():
     assert c0.train.pretrain_iters == 50 and c0.optim.pretrain.milestones == [25, 38]
     assert c1 is cfg and cfg.train.pretrain_iters == 200  # the shared config is not changed
     assert cfg.optim.pretrain.milestones == [100, 150]
-    assert cfg.generator_options(0)["channels"] == 16  # the spec's width wins
+    assert cfg.generator_options(0)["channels"] == 16  # the spec's width, not the model's 64
     assert cfg.generator_options(1)["channels"] == 64
+    same = parse_config(raw, ["classes.0.generator.channels=16"])
+    assert same.generator_options(0)["channels"] == 16
+    with pytest.raises(ConfigError, match=r"classes\.0\.spec: model spec 4-6w16 sets the width "
+                                          "to 16, but channels is 32"):
+        parse_config(raw, ["classes.0.generator.channels=32"])
     with pytest.raises(ConfigError, match="spec"):
         parse_config({**raw, "classes": [{"spec": "4-6x16"}, {"spec": "8-6"}]})
 
@@ -119,18 +124,18 @@ def test_placement_by_cost():
         place_classes([1.0], 0)
 
 
-def test_class_cost_follows_the_spec_and_the_schedule():
+def test_training_cost_follows_the_spec_and_the_schedule():
     cfg = parse_config({"classes": [{"spec": s, "sources": ["x"]} for s in ("4-6", "8-6", "16-8")],
                         "tvat": {"bounds": [2.0, 4.0]},
                         "train": {"pretrain_iters": 100, "adversarial_iters": 0}})
-    small, mid, big = (class_cost(cfg, c) for c in range(3))
+    small, mid, big = (training_cost(cfg, c) for c in range(3))
     assert small < mid < big
     # 64 channels, x4: 16-8 costs about 1.8 times 4-6 in phase 1 (upsampling is shared)
     assert 1.5 < big / small < 2.2
     assert place_classes([small, mid, big], 2) == {0: [1], 1: [1], 2: [0]}
     longer = parse_config({"classes": [{"spec": "4-6", "sources": ["x"]}],
                            "train": {"pretrain_iters": 200, "adversarial_iters": 0}})
-    assert class_cost(longer, 0) == pytest.approx(2 * small)
+    assert training_cost(longer, 0) == pytest.approx(2 * small)
 
 
     env = {"PADDLE_TRAINER_ID": "1", "PADDLE_TRAINERS_NUM": "3", "PADDLE_LOCAL_RANK": "1",
@@ -199,14 +204,14 @@ def test_old_film_degradation_options_are_validated():
 
 
 def test_placement_cost_knows_compact_models_and_class_budgets():
-    from paddle_mmsr.train.placement import class_cost
+    from paddle_mmsr.train.placement import training_cost
     raw = {**MINIMAL, "model": {"generator": {"form": "compact", "head_kernel": 3,
                                               "tail_kernel": 3}},
            "classes": [{"spec": "4-6w16", "sources": ["a"]}, {"spec": "16-8w48", "sources": ["b"]},
                        {"spec": "16-8w48", "pretrain_iters": 50, "sources": ["c"]}],
            "tvat": {"bounds": [1.0, 2.0]}}
     cfg = parse_config(raw, ["train.pretrain_iters=100", "train.adversarial_iters=0"])
-    small, large, short = (class_cost(cfg, c) for c in range(3))
+    small, large, short = (training_cost(cfg, c) for c in range(3))
     # per LR pixel: head 3*C*9, 2 convs a block, mid conv, tail to 48 channels, all at LR
     per_px = lambda c, n: 3 * c * 9 + n * 2 * 9 * c * c + 9 * c * c + 48 * c * 9  # noqa: E731
     assert large / small == pytest.approx(per_px(48, 16) / per_px(16, 4))

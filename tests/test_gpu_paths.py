@@ -14,7 +14,8 @@ from conftest import ROOT
 
 # ---------------------------------------------------------------- devices
 def test_device_strings_and_visible_gpus():
-    from paddle_mmsr.sr.inference import check_device, parse_device
+    from paddle_mmsr.core.devices import parse_device
+    from paddle_mmsr.sr.inference import check_device
     assert parse_device("cpu") == ("cpu", None)
     assert parse_device("gpu") == ("gpu", 0) and parse_device("gpu:3") == ("gpu", 3)
     for bad in ("gpu:x", "cuda", "gpu:-1", ""):

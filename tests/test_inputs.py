@@ -18,10 +18,10 @@ from PIL import Image  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from paddle_mmsr import MMSR  # noqa: E402
 from paddle_mmsr.cli import upscale  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.image.io import ImageReadError, list_images, read_image, write_image  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.sr.bundle import make_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
 

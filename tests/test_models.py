@@ -85,17 +85,23 @@ def test_spec_width_suffix():
     assert (s.g_blocks, s.d_layers, s.channels) == (4, 6, 16)
     assert str(s) == "4-6w16" and str(ModelSpec.parse(" 16 - 8 w 48 ")) == "16-8w48"
     assert ModelSpec.parse("16-8").channels is None
-    assert s.generator_options({"channels": 64, "form": "compact"}) == {"channels": 16,
-                                                                        "form": "compact"}
+    assert s.generator_options({"form": "compact"}) == {"channels": 16, "form": "compact"}
+    assert s.generator_options({"channels": 16}) == {"channels": 16} and s.width({}) == 16
+    with pytest.raises(ValueError, match="sets the width to 16, but channels is 64"):
+        s.generator_options({"channels": 64, "form": "compact"})
     assert ModelSpec.parse("16-8").generator_options({"channels": 64}) == {"channels": 64}
+    assert ModelSpec.parse("16-8").width({"channels": 32}) == 32
+    assert ModelSpec.parse("16-8").width({}) == 64  # GeneratorOptions' default
     for bad in ("4-6w", "4-6w0", "4-6c16", "w16"):
         with pytest.raises(ValueError):
             ModelSpec.parse(bad)
 
 
 def test_spec_width_sets_generator_channels():
-    g = build_generator("2-2w12", channels=64, form="compact", head_kernel=3, tail_kernel=3)
+    g = build_generator("2-2w12", form="compact", head_kernel=3, tail_kernel=3)
     assert g.head[0].weight.shape == [12, 3, 3, 3]
+    with pytest.raises(ValueError, match="sets the width to 12"):
+        build_generator("2-2w12", channels=64, form="compact")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

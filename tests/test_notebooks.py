@@ -157,9 +157,9 @@ def kernel_env(monkeypatch):
 def tiny_bundle(root: Path) -> Path:
     """Three tiny untrained 'fast' generators (output = bicubic + a small residual)."""
     import paddle
-    from paddle_mmsr.sr.bundle import make_bundle
+    from paddle_mmsr.models.weights import make_bundle
     from paddle_mmsr.models import build_generator
-    from paddle_mmsr.data.tvat import TVATSettings
+    from paddle_mmsr.core.tvat import TVATSettings
     paddle.seed(0)
     opts = {"channels": 8, "form": "fast", "tail_kernel": 3}
     gens = [(s, opts, build_generator(s, **opts)) for s in ("2-2", "4-6", "8-6")]

@@ -6,9 +6,9 @@ import textwrap
 
 from conftest import ROOT
 
-CORE = ["paddle_mmsr", "paddle_mmsr.models", "paddle_mmsr.models.spec", "paddle_mmsr.config",
-        "paddle_mmsr.sr.bundle", "paddle_mmsr.sr.tiles", "paddle_mmsr.sr.route",
-        "paddle_mmsr.sr.stitch", "paddle_mmsr.data.tvat", "paddle_mmsr.data.split",
+CORE = ["paddle_mmsr", "paddle_mmsr.models", "paddle_mmsr.core.spec", "paddle_mmsr.config",
+        "paddle_mmsr.core.manifest", "paddle_mmsr.core.tiles", "paddle_mmsr.sr.route",
+        "paddle_mmsr.sr.stitch", "paddle_mmsr.core.tvat", "paddle_mmsr.data.split",
         "paddle_mmsr.data.manifest", "paddle_mmsr.metrics.psnr_ssim", "paddle_mmsr.metrics.niqe",
         "paddle_mmsr.metrics.evaluate", "paddle_mmsr.image.io", "paddle_mmsr.image.resize",
         "paddle_mmsr.image.degrade", "paddle_mmsr.image.panels", "paddle_mmsr.notebook",
@@ -30,7 +30,7 @@ def test_core_modules_import_and_work_without_paddle():
             importlib.import_module(name)
         import numpy as np
         from paddle_mmsr.config import load_config
-        from paddle_mmsr.sr.bundle import load_bundle
+        from paddle_mmsr.core.manifest import load_bundle
         from paddle_mmsr.sr.route import route
         from paddle_mmsr.metrics.evaluate import bicubic_upscaler, evaluate_images
         cfg = load_config("configs/mmsr_x4.yaml")

@@ -78,9 +78,10 @@ def test_cpu_config_bf16_only_when_chosen():
 @pytest.fixture
 def bf16_bundle(tmp_path):
     pytest.importorskip("paddle")
-    from paddle_mmsr.data.tvat import TVATSettings
+    from paddle_mmsr.core.tvat import TVATSettings
     from paddle_mmsr.models import build_generator
-    from paddle_mmsr.sr.bundle import load_bundle, make_bundle, write_manifest
+    from paddle_mmsr.core.manifest import load_bundle, write_manifest
+    from paddle_mmsr.models.weights import make_bundle
     opts = dict(channels=8, form="compact", head_kernel=3, tail_kernel=3)
     b = make_bundle(tmp_path / "b", [("1-1w8", opts, build_generator("1-1w8", 4, **opts))],
                     TVATSettings(bounds=[]))

@@ -12,14 +12,15 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.sr.bundle import load_bundle, make_bundle, save_weights, write_manifest  # noqa: E402
+from paddle_mmsr.core.manifest import load_bundle, write_manifest  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle, save_weights  # noqa: E402
 from paddle_mmsr.sr.inference import cache_root, export_generator, make_runner  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.image.resize import imresize  # noqa: E402
 from paddle_mmsr.sr.route import FLAT, routing_map  # noqa: E402
 from paddle_mmsr.sr.stitch import tile_weight  # noqa: E402
-from paddle_mmsr.sr.tiles import TileGrid, balanced_starts, tile_starts  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tiles import TileGrid, balanced_starts, tile_starts  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
@@ -295,14 +296,19 @@ def test_gpu_without_cuda_is_a_clear_error(single_bundle):
 
 
 def test_warm_cache_load_builds_no_network_but_still_checks_weights(tmp_path, monkeypatch):
-    from paddle_mmsr.sr.bundle import Bundle, BundleError
+    from paddle_mmsr.core.manifest import BundleError
+    from paddle_mmsr.models.weights import build_class_generator
+    from paddle_mmsr.sr import inference, reconstruct
     root = tmp_path / "b"
     make_bundle(root, tiny_generators(("1-1",), (0.0,)), TVATSettings(bounds=[]))
     MMSR.load(root).prepare()  # exports
     built = []
-    real = Bundle.build_generator
-    monkeypatch.setattr(Bundle, "build_generator",
-                        lambda self, e, *a, **k: built.append(e.id) or real(self, e, *a, **k))
+
+    def counted(bundle, e, *a, **k):
+        built.append(e.id)
+        return build_class_generator(bundle, e, *a, **k)
+    for module in (inference, reconstruct):
+        monkeypatch.setattr(module, "build_class_generator", counted)
     MMSR.load(root).prepare()
     assert built == []  # warm: weights were checked when the export was made
     w = root / "class0.safetensors"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from paddle_mmsr.image.degrade import Degradation
-from paddle_mmsr.image.resize import imresize
+from paddle_mmsr.image.resize import bicubic_up, cubic, imresize
 
 
 def test_shapes_and_dtypes(photos):
@@ -14,6 +14,18 @@ def test_shapes_and_dtypes(photos):
     assert imresize(photos["camera"][:40, :40], 1 / 2).shape == (20, 20)
     with pytest.raises(ValueError):
         imresize(a)
+
+
+def test_one_cubic_kernel_two_parameters():
+    # Keys' kernel: 1 at 0, 0 at the other integers; a = -0.5 (MATLAB), -0.75 (Paddle, OpenCV)
+    assert cubic([0, 1, 2, 3]).tolist() == [1, 0, 0, 0]
+    assert cubic(0.5) == 0.5625 and cubic(1.5) == -0.0625
+    assert cubic(0.5, a=-0.75) == 0.59375 and cubic(-1.5, a=-0.75) == -0.09375
+
+
+def test_bicubic_up_equals_imresize(photos):
+    a = photos["coffee"][:37, :51] / 255.0
+    np.testing.assert_allclose(bicubic_up(a, 4), imresize(a, 4), atol=1e-5)
 
 
 def test_constant_image_is_preserved():

@@ -10,13 +10,14 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 
 from paddle_mmsr import MMSR  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings, tvat, vsp  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings, tvat, vsp  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.sr.bundle import BundleError, load_bundle, make_bundle  # noqa: E402
+from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.sr.calibrate import choose_bounds  # noqa: E402
 from paddle_mmsr.sr.inference import make_runner  # noqa: E402
 from paddle_mmsr.sr.route import FLAT, largest_class, tile_scores  # noqa: E402
-from paddle_mmsr.sr.tiles import TileGrid  # noqa: E402
+from paddle_mmsr.core.tiles import TileGrid  # noqa: E402
 
 COMPACT = dict(form="compact", head_kernel=3, tail_kernel=3)
 
@@ -180,7 +181,7 @@ def test_calibration_tries_tilings_against_the_default_tiling(three_class_bundle
     goes into the manifest and becomes the bundle's default when upscaling."""
     import shutil
     from paddle_mmsr.image.resize import imresize
-    from paddle_mmsr.sr.bundle import load_bundle, write_manifest
+    from paddle_mmsr.core.manifest import load_bundle, write_manifest
     from paddle_mmsr.sr.calibrate import calibrate_bundle
     sr = MMSR.load(three_class_bundle)
     hr = skdata.astronaut()[:256, :384]

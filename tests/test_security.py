@@ -18,11 +18,11 @@ paddle = pytest.importorskip("paddle")
 from conftest import ROOT  # noqa: E402
 from paddle_mmsr import MMSR, sha256_file  # noqa: E402
 from paddle_mmsr.cli import convert  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
 from paddle_mmsr.sr import inference  # noqa: E402
-from paddle_mmsr.sr.bundle import (BundleError, load_bundle, load_class_state,  # noqa: E402
-                                   make_bundle)
+from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
+from paddle_mmsr.models.weights import build_class_generator, load_class_state, make_bundle  # noqa: E402
 
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
 
@@ -63,7 +63,7 @@ def legacy_bundle(root, bundle, marker=None):
     b = load_bundle(bundle)
     for c, entry in zip(m["classes"], b.classes):
         name = f"class{entry.id}.pdparams"
-        paddle.save(b.build_generator(entry).state_dict(), str(root / name))
+        paddle.save(build_class_generator(b, entry).state_dict(), str(root / name))
         if marker is not None and entry.id == 0:
             (root / name).write_bytes(evil_pickle(marker))
         (root / entry.weights).unlink()
@@ -87,7 +87,7 @@ def test_bundle_weights_are_safetensors(bundle):
         assert c.weights.endswith(".safetensors")
         assert (bundle / c.weights).read_bytes()[8:9] == b"{"  # a JSON header, not a pickle
     state = load_class_state(bundle, 1)
-    ref = b.build_generator(b.classes[1]).state_dict()
+    ref = build_class_generator(b, b.classes[1]).state_dict()
     assert set(state) == set(ref)
     for k, v in ref.items():
         np.testing.assert_array_equal(state[k], v.numpy())

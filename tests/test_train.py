@@ -30,7 +30,7 @@ def train_data(tmp_path_factory, photos):
     from paddle_mmsr.data.split import split_folder
     from paddle_mmsr.models.vgg import random_vgg19_state
     root = tmp_path_factory.mktemp("train_data")
-    from paddle_mmsr.safe_files import save_tensors
+    from paddle_mmsr.core.safe_files import save_tensors
     save_tensors(root / VGG_FILE, random_vgg19_state("relu2_2", 7))
     for n in ("astronaut", "coffee", "chelsea", "rocket"):
         write_image(root / "hr" / f"{n}.png", photos[n][:192, :192])
@@ -155,7 +155,7 @@ def test_full_run_single_process(tmp_path, train_data):
         (_, val_pic), = read_images(out / "vdl" / f"class{i}", "val/lr_bicubic_sr_hr")[-1:]
         assert val_pic.shape != pic.shape or not np.array_equal(val_pic, pic)
     assert not np.array_equal(hr_panels[0], hr_panels[2])  # each class its own data
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
     from paddle_mmsr.sr.reconstruct import MMSR
     b = load_bundle(out / "bundle")
     assert [c.spec for c in b.classes] == ["1-2", "1-2", "2-2"]
@@ -529,9 +529,10 @@ def test_warm_iters_run_and_are_checked(tmp_path, train_data):
 
 
 def _bundle_states(root: Path) -> list:
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
+    from paddle_mmsr.models.weights import build_class_generator
     b = load_bundle(root)
-    return [{k: v.numpy() for k, v in b.build_generator(e).state_dict().items()} for e in b.classes]
+    return [{k: v.numpy() for k, v in build_class_generator(b, e).state_dict().items()} for e in b.classes]
 
 
 def test_init_bundle_starts_every_class_from_the_bundle(tmp_path, train_data):
@@ -551,7 +552,7 @@ def test_init_bundle_starts_every_class_from_the_bundle(tmp_path, train_data):
     for sa, sb in zip(_bundle_states(tmp_path / "a/bundle"), _bundle_states(tmp_path / "b/bundle")):
         for k in sa:
             np.testing.assert_allclose(sa[k], sb[k], atol=1e-8, err_msg=k)
-    from paddle_mmsr.sr.bundle import BundleError
+    from paddle_mmsr.core.manifest import BundleError
     other = tiny_config(train_data, tmp_path / "d", pretrain=1, adversarial=0,
                         classes=[{"spec": "2-2"}, {"spec": "1-2"}, {"spec": "2-2"}],
                         train={"init_bundle": str(tmp_path / "a/bundle")}, **quiet)

@@ -144,7 +144,7 @@ def test_two_nodes_two_processes_each_without_a_shared_folder(tmp_path, train_da
     placement = {int(c): v for c, v in summary["placement"].items()}
     # the 2-2 class is the costliest: rank 0, and the spare rank 3 (other node) as its replica
     assert placement == {1: [0, 3], 0: [1], 2: [2]}
-    from paddle_mmsr.sr.bundle import load_bundle
+    from paddle_mmsr.core.manifest import load_bundle
     b = load_bundle(home / "out/bundle")
     assert [c.spec for c in b.classes] == ["1-2", "2-2", "1-2"]
     import paddle

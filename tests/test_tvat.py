@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from paddle_mmsr.image.resize import imresize
-from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify, tvat, vsp
+from paddle_mmsr.core.tvat import TVATSettings, calibrate, classify, tvat, vsp
 
 
 def vsp_loop(img):

@@ -13,10 +13,10 @@ paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 from PIL import Image  # noqa: E402
 
-from paddle_mmsr.sr.bundle import make_bundle  # noqa: E402
+from paddle_mmsr.models.weights import make_bundle  # noqa: E402
 from paddle_mmsr.image.io import read_image, write_image  # noqa: E402
 from paddle_mmsr.models import build_generator  # noqa: E402
-from paddle_mmsr.data.tvat import TVATSettings  # noqa: E402
+from paddle_mmsr.core.tvat import TVATSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)

@@ -196,7 +196,7 @@ def test_layers_and_freezing():
 
 def test_paddle_vision_state_dict_loads(tmp_path):
     pv = paddle.vision.models.vgg19(num_classes=0, with_pool=False)
-    from paddle_mmsr.safe_files import save_tensors
+    from paddle_mmsr.core.safe_files import save_tensors
     path = tmp_path / "pv.safetensors"
     save_tensors(path, {k: v.numpy() for k, v in pv.state_dict().items()})
     m = load_vgg19_features("pool5", weights=path)
@@ -231,7 +231,7 @@ def test_missing_weights_error(no_weights, monkeypatch):
 def test_default_locations(no_weights, monkeypatch):
     def save(path, value):
         path.parent.mkdir(parents=True, exist_ok=True)
-        from paddle_mmsr.safe_files import save_tensors
+        from paddle_mmsr.core.safe_files import save_tensors
         save_tensors(path, {"features.0.weight": np.full([64, 3, 3, 3], value, np.float32),
                             "features.0.bias": np.zeros([64], np.float32)})
         return path

@@ -59,12 +59,12 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"--degrade: unknown kinds {bad}; use {sorted(INPUT_KINDS)}")
     from paddle_mmsr import MMSR
-    from paddle_mmsr.data.tvat import check_bounds
+    from paddle_mmsr.core.tvat import check_bounds
     from paddle_mmsr.metrics.evaluate import find_pairs, load_pair
-    from paddle_mmsr.sr.bundle import write_manifest
+    from paddle_mmsr.core.manifest import write_manifest
     from paddle_mmsr.image.resize import imresize
     from paddle_mmsr.sr.calibrate import calibrate_bundle, drawn_page
-    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+    from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
     grids = None
     if a.grids:
         try:

@@ -110,7 +110,7 @@ def _plain(obj):
 
 def read_legacy(path):
     """The content of an old ``paddle.save`` file, with the restricted unpickler."""
-    from paddle_mmsr.safe_files import checked_file
+    from paddle_mmsr.core.safe_files import checked_file
     path = checked_file(path, max_bytes=MAX_LEGACY_BYTES, what="old file")
     data = path.read_bytes()
     if data[:4] == b"PK\x03\x04":
@@ -147,13 +147,13 @@ def new_name(path: Path) -> Path:
 
 
 def convert_weights(path) -> Path:
-    from paddle_mmsr.safe_files import save_tensors
+    from paddle_mmsr.core.safe_files import save_tensors
     path = Path(path)
     return save_tensors(new_name(path), _arrays(read_legacy(path), path))
 
 
 def _tensors_to_arrays(obj):
-    from paddle_mmsr.safe_files import AsTensor
+    from paddle_mmsr.core.safe_files import AsTensor
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) \
             and isinstance(obj[1], np.ndarray):
         return AsTensor(obj[1])  # paddle.save's (name, array) for a tensor
@@ -167,7 +167,7 @@ def _tensors_to_arrays(obj):
 
 
 def convert_checkpoint(path) -> Path:
-    from paddle_mmsr.safe_files import dumps, pack_state, save_tensors
+    from paddle_mmsr.core.safe_files import dumps, pack_state, save_tensors
     from paddle_mmsr.train.checkpoint import FORMAT
     path = Path(path)
     state = _tensors_to_arrays(read_legacy(path))
@@ -182,9 +182,10 @@ def convert_bundle(root) -> list:
     """Convert a format-1 bundle in place: new weights files, then the manifest
     (format 2, new names and sha256, everything else as it was). Returns the old files."""
     import yaml
-    from paddle_mmsr import sha256_file
-    from paddle_mmsr.safe_files import checked_file
-    from paddle_mmsr.sr.bundle import FORMAT, LEGACY_FORMATS, MANIFEST, MAX_MANIFEST_BYTES, load_bundle
+    from paddle_mmsr.core.files import sha256_file
+    from paddle_mmsr.core.safe_files import checked_file
+    from paddle_mmsr.core.manifest import FORMAT, LEGACY_FORMATS, MANIFEST, MAX_MANIFEST_BYTES, load_bundle
+    from paddle_mmsr.models.weights import check_weights
     root = Path(root)
     path = checked_file(MANIFEST, root, MAX_MANIFEST_BYTES, "bundle manifest")
     m = yaml.safe_load(path.read_text())
@@ -203,7 +204,7 @@ def convert_bundle(root) -> list:
     tmp = root / f".{MANIFEST}.convert"
     tmp.write_text(yaml.safe_dump(m, sort_keys=False))
     tmp.replace(path)
-    load_bundle(root).check_weights()
+    check_weights(load_bundle(root))
     return old
 
 

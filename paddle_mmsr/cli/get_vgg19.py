@@ -230,7 +230,7 @@ def download_wheel(dest: str) -> str:
 
 
 def save_safetensors(state: dict, out: str, meta: dict) -> None:
-    from paddle_mmsr.safe_files import save_tensors
+    from paddle_mmsr.core.safe_files import save_tensors
     save_tensors(out, state)
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=1)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from paddle_mmsr.image.degrade import Degradation
 from paddle_mmsr.image.resize import KERNELS
 from paddle_mmsr.data.split import split_folder
-from paddle_mmsr.data.tvat import TVATSettings
+from paddle_mmsr.core.tvat import TVATSettings
 
 
 def parse_bounds(text):

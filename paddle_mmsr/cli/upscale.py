@@ -22,16 +22,15 @@ import time
 import warnings
 from pathlib import Path
 
+from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle
 from paddle_mmsr.image.io import PNG_COMPRESSION
 from paddle_mmsr.cli import needs_paddle
-from paddle_mmsr.sr.inference import BACKENDS, DEVICES
+from paddle_mmsr.core.devices import BACKENDS, DEVICES
 from paddle_mmsr.sr.precision import PRECISIONS
 from paddle_mmsr.sr.route import ROUTINGS
 
-ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
-DEFAULT_BUNDLE = ROOT / "pretrained" / "mmsr_x4_psnr"
 WRITABLE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -122,8 +121,8 @@ def parse_args(argv=None):
                                  "tiles routed by texture (TVAT) to generators of matching size.")
     ap.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     ap.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
-    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE),
-                    help="bundle folder (default: %(default)s)")
+    ap.add_argument("--bundle", help="bundle folder, or the name of a shipped bundle "
+                    f"(default: {DEFAULT_BUNDLE})")
     ap.add_argument("--tile", type=_int_at_least(1), help="tile size in LR px (default 128)")
     ap.add_argument("--overlap", type=_int_at_least(0), help="tile overlap in LR px (default 16)")
     ap.add_argument("--device", type=_device, default="cpu",
@@ -357,7 +356,7 @@ def plan(args, notes: list | None = None) -> list:
 
 
 def tiling_error(args) -> str | None:
-    from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
+    from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE
     tile = DEFAULT_TILE if args.tile is None else args.tile
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     if overlap >= tile:
@@ -421,9 +420,10 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    bundle = Path(args.bundle)
-    if not (bundle / "manifest.yaml").exists():
-        print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+    try:
+        bundle = resolve_bundle(args.bundle)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -460,7 +460,7 @@ def _run(args) -> int:
                 return 2
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from paddle_mmsr.sr.bundle import BundleError
+            from paddle_mmsr.core.manifest import BundleError
             from paddle_mmsr.sr.inference import check_device
             from paddle_mmsr.sr.reconstruct import MMSR
             import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...

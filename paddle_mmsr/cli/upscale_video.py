@@ -20,7 +20,8 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
 from paddle_mmsr.cli import needs_paddle  # noqa: E402
-from paddle_mmsr.cli.upscale import DEFAULT_BUNDLE, first_use_note  # noqa: E402
+from paddle_mmsr.cli.upscale import first_use_note  # noqa: E402
+from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle  # noqa: E402
 from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
 
@@ -40,7 +41,8 @@ def parse_args(argv=None):
     ap.add_argument("input", metavar="IN", help="video file")
     ap.add_argument("-o", "--output", required=True, metavar="OUT",
                     help="output video (.mp4, .mkv, .mov)")
-    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle folder (default: %(default)s)")
+    ap.add_argument("--bundle", help="bundle folder, or the name of a shipped bundle "
+                    f"(default: {DEFAULT_BUNDLE})")
     ap.add_argument("--crf", type=int, help="H.264 quality, 0-51, lower = better (default 18)")
     ap.add_argument("--preset", default="medium", help="x264 preset (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large files)")
@@ -84,9 +86,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from paddle_mmsr.runtime import tune_process
     tune_process()  # before Paddle loads; never over the user's settings
-    bundle = Path(args.bundle)
-    if not (bundle / "manifest.yaml").exists():
-        print(f"error: no bundle at {bundle}; pass --bundle or see README", file=sys.stderr)
+    try:
+        bundle = resolve_bundle(args.bundle)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.output)
     from paddle_mmsr.sr.video import CONTAINERS
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
             return 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from paddle_mmsr.sr.bundle import BundleError
+        from paddle_mmsr.core.manifest import BundleError
         from paddle_mmsr.sr.inference import check_device
         from paddle_mmsr.sr.reconstruct import MMSR
         from paddle_mmsr.sr.video import interrupted_note, upscale_video

@@ -19,8 +19,8 @@ import yaml
 from paddle_mmsr.data.manifest import write_manifest
 from paddle_mmsr.image.degrade import Degradation
 from paddle_mmsr.image.io import ImageReadError, list_images, read_image, to_rgb8, write_image
-from paddle_mmsr.data.tvat import TVATSettings, calibrate, classify
-from paddle_mmsr.sr.tiles import tile_starts
+from paddle_mmsr.core.tvat import TVATSettings, calibrate, classify
+from paddle_mmsr.core.tiles import tile_starts
 
 ALL_MANIFEST = "all.tsv"  # every sub-image of the split (the class manifests are class<i>.tsv)
 

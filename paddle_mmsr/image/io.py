@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from paddle_mmsr.core.pixels import to_float, to_uint  # noqa: F401 (part of this module's API)
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 TMP_PREFIX = ".tmp-"  # write_image's temporary files: never inputs
 PNG_COMPRESSION = 1  # zlib level of written PNGs: 0 (none, fastest) .. 9 (smallest, slowest)
@@ -188,17 +190,6 @@ def _maybe_16bit_png(path: Path) -> np.ndarray | None:
         raise ImageReadError(f"{path}: corrupt 16-bit PNG ({e})") from None
 
 
-def to_float(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 -> float32 in [0, 1], same shape; float input is taken to be
-    in [0, 1] already (only cast). The inverse of :func:`to_uint`."""
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
-    return img.astype(np.float32)
-
-
 def to_rgb8(img: np.ndarray) -> np.ndarray:
     """uint8/uint16/float gray, RGB or RGBA -> uint8 HxWx3 (rounded, alpha dropped)."""
     if img.dtype.kind == "f":
@@ -212,12 +203,6 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     return np.ascontiguousarray(img)
-
-
-def to_uint(a: np.ndarray, dtype=np.uint8) -> np.ndarray:
-    """float in [0, 1] -> uint8/uint16 with rounding and clipping."""
-    maxv = 65535.0 if dtype == np.uint16 else 255.0
-    return np.clip(np.round(a * maxv), 0, maxv).astype(dtype)
 
 
 def write_image(path, img: np.ndarray, quality: int = 95, overwrite: bool = True,

@@ -2,7 +2,10 @@
 
 Matches MATLAB: cubic kernel with a = -0.5, antialiasing when shrinking (the
 kernel is widened by 1/scale), symmetric border handling, separable, the
-dimension with the larger shrink factor first.
+dimension with the larger shrink factor first. ``bicubic_up`` is the same
+upscale by an integer factor as two matrix products, for reconstruction.
+``cubic`` is the project's one cubic kernel (also the compact generator's
+bicubic skip, with Paddle's a = -0.75).
 
 uint8 / uint16 input gives the same dtype back (rounded and clipped, as MATLAB
 does); float input gives float64 back without clipping.
@@ -10,17 +13,20 @@ does); float input gives float64 back without clipping.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["imresize", "bicubic_weights"]
+__all__ = ["imresize", "bicubic_weights", "bicubic_up", "cubic"]
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
+def cubic(x, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel at distances ``x``: a = -0.5 is MATLAB's
+    (``imresize``), a = -0.75 Paddle's and OpenCV's bicubic."""
+    ax = np.abs(np.asarray(x, dtype=np.float64))
     ax2, ax3 = ax ** 2, ax ** 3
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+    return (((a + 2) * ax3 - (a + 3) * ax2 + 1) * (ax <= 1)
+            + (a * ax3 - 5 * a * ax2 + 8 * a * ax - 4 * a) * ((ax > 1) & (ax <= 2)))
 
 
 def _linear(x: np.ndarray) -> np.ndarray:
@@ -28,7 +34,7 @@ def _linear(x: np.ndarray) -> np.ndarray:
     return (1 - ax) * (ax <= 1)
 
 
-_KERNELS = {"bicubic": (_cubic, 4.0), "bilinear": (_linear, 2.0)}
+_KERNELS = {"bicubic": (cubic, 4.0), "bilinear": (_linear, 2.0)}
 KERNELS = tuple(_KERNELS)
 
 
@@ -53,6 +59,23 @@ def bicubic_weights(in_len: int, out_len: int, scale: float, kernel: str = "bicu
     idx = np.where(idx >= in_len, period - 1 - idx, idx).astype(np.int64)
     keep = np.any(w != 0, axis=0)
     return w[:, keep], idx[:, keep]
+
+
+@lru_cache(maxsize=32)
+def _bicubic_matrix(n: int, scale: int) -> np.ndarray:
+    """(n * scale, n) matrix of the MATLAB-style bicubic upscale along one axis."""
+    w, idx = bicubic_weights(n, n * scale, float(scale))
+    m = np.zeros((n * scale, n), np.float64)
+    np.add.at(m, (np.arange(n * scale)[:, None], idx), w)
+    return m.astype(np.float32)
+
+
+def bicubic_up(a: np.ndarray, scale: int) -> np.ndarray:
+    """HxW[xC] float -> float32 ``scale`` x larger; equals ``imresize``, faster."""
+    my, mx = _bicubic_matrix(a.shape[0], scale), _bicubic_matrix(a.shape[1], scale)
+    out = np.tensordot(my, a.astype(np.float32), axes=(1, 0))   # (H, w, ...)
+    out = np.tensordot(out, mx, axes=(1, 1))                    # (H, ..., W)
+    return np.moveaxis(out, -1, 1)
 
 
 def _resize_dim(a: np.ndarray, axis: int, out_len: int, scale: float, kernel: str) -> np.ndarray:

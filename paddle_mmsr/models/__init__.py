@@ -1,7 +1,7 @@
 """Networks only (pure layers) and their losses; training logic lives in paddle_mmsr.train.
 
 ``spec`` imports without Paddle; the rest is loaded on first use."""
-from paddle_mmsr.models.spec import ModelSpec
+from paddle_mmsr.core.spec import ModelSpec
 
 __all__ = ["Generator", "Discriminator", "ModelSpec", "build_generator", "build_discriminator"]
 

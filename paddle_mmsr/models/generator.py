@@ -31,16 +31,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_mmsr.models.spec import FORMS
-
-
-def _cubic(d: float, a: float = -0.75) -> float:
-    d = abs(d)
-    if d <= 1:
-        return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
-    if d < 2:
-        return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
-    return 0.0
+from paddle_mmsr.core.spec import FORMS
+from paddle_mmsr.image.resize import cubic
 
 
 def bicubic_phase_kernel(scale: int) -> np.ndarray:
@@ -48,8 +40,8 @@ def bicubic_phase_kernel(scale: int) -> np.ndarray:
     pixels repeated) as a grouped conv whose output channels are ordered for
     PixelShuffle(s). Output phase r of LR pixel i samples the input at
     i + (r + 0.5) / s - 0.5, whose 4 taps lie within i - 2 .. i + 2."""
-    taps = np.array([[_cubic((r + 0.5) / scale - 0.5 - (k - 2)) for k in range(5)]
-                     for r in range(scale)])
+    taps = cubic([[(r + 0.5) / scale - 0.5 - (k - 2) for k in range(5)] for r in range(scale)],
+                 a=-0.75)
     k2 = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 5, 5)
     return np.tile(k2, (3, 1, 1))[:, None].astype(np.float32)
 

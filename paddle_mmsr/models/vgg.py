@@ -28,8 +28,8 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from paddle_mmsr import user_cache
-from paddle_mmsr.models.spec import LAYER_NAMES, VGG19_LAYOUT
+from paddle_mmsr.core.files import user_cache
+from paddle_mmsr.core.spec import LAYER_NAMES, VGG19_LAYOUT
 
 __all__ = ["VGG19Features", "load_vgg19_features", "VGG19WeightsNotFound",
            "LAYER_NAMES", "default_weights_paths", "random_vgg19_state"]
@@ -131,7 +131,7 @@ def _feature_shapes() -> dict:
 def read_vgg19_file(path) -> dict:
     """{key: array} of a VGG19 safetensors file: a regular file of at most 1 GiB,
     float32 tensors of VGG19's keys (checked in the header before reading)."""
-    from paddle_mmsr.safe_files import UnsafeFile, checked_file, load_tensors, read_header
+    from paddle_mmsr.core.safe_files import UnsafeFile, checked_file, load_tensors, read_header
     try:
         checked_file(path, max_bytes=MAX_WEIGHTS_BYTES, what="VGG19 weights")
         header, _ = read_header(path, "VGG19 weights")

@@ -19,10 +19,10 @@ import numpy as np
 
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.metrics.psnr_ssim import rgb_to_y
-from paddle_mmsr.sr.reconstruct import bicubic_up
+from paddle_mmsr.image.resize import bicubic_up
 from paddle_mmsr.sr.route import FLAT, largest_class
 from paddle_mmsr.sr.stitch import tile_weight
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
+from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
 __all__ = ["tile_errors", "tile_seconds", "choose_bounds", "calibrate_bundle", "drawn_page"]
 

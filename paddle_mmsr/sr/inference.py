@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mmsr import sha256_file
+from paddle_mmsr.core.devices import BACKENDS, DEVICES, parse_device
+from paddle_mmsr.core.files import sha256_file
+from paddle_mmsr.models.weights import build_class_generator
 
 __all__ = ["BACKENDS", "DEVICES", "DygraphRunner", "PredictorRunner", "export_generator",
            "cache_root", "prune_cache", "make_runner", "default_threads", "ExportLimitation",
            "configure_cpu", "cached_export"]
 
-BACKENDS = ("auto", "inference", "dygraph")
-DEVICES = ("cpu", "gpu")
 CACHE_DIR = "inference_cache"
 MARKER = ".paddle-mmsr-export"  # in every cache entry this module made
 _EXPORT_LOCK = threading.Lock()
@@ -59,17 +59,6 @@ def default_threads() -> int:
         return int(user)
     from paddle_mmsr.runtime import physical_cores
     return physical_cores()
-
-
-def parse_device(device: str) -> tuple:
-    """("cpu", None) for "cpu"; ("gpu", N) for "gpu:N" ("gpu" = "gpu:0")."""
-    if device == "cpu":
-        return "cpu", None
-    if device == "gpu":
-        return "gpu", 0
-    if device.startswith("gpu:") and device[4:].isdigit():
-        return "gpu", int(device[4:])
-    raise ValueError(f"device must be cpu, gpu or gpu:N, got {device!r}")
 
 
 def check_device(device: str, visible: int | None = None) -> None:
@@ -196,7 +185,7 @@ def cache_root(bundle=None, cache_dir=None) -> Path:
     """Where exports live: ``cache_dir`` as given, else the user cache (never a bundle)."""
     if cache_dir is not None:
         return Path(cache_dir)
-    from paddle_mmsr import user_cache
+    from paddle_mmsr.core.files import user_cache
     return user_cache() / CACHE_DIR
 
 
@@ -285,7 +274,7 @@ def export_generator(bundle, entry, cache_dir=None, on_export=None) -> tuple:
             return files
         if on_export is not None:
             on_export(entry)
-        layer = bundle.build_generator(entry)  # checks the manifest sha256 too
+        layer = build_class_generator(bundle, entry)  # checks the manifest sha256 too
         _fast_activations(layer)
         tmp = _make_cache_folder(root)
         try:
@@ -371,7 +360,7 @@ def make_runner(bundle, entry, backend: str = "auto", device: str = "cpu",
             import warnings
             warnings.warn(f"class {entry.id}: Paddle Inference unavailable ({e}); "
                           "using dygraph (slower)")
-    layer = bundle.build_generator(entry)
+    layer = build_class_generator(bundle, entry)
     kind, index = parse_device(device)
     if kind == "gpu":
         layer.to(device=f"gpu:{index}")

@@ -61,7 +61,7 @@ def choose_precision(requested: str, device: str = "cpu", bf16_cost=None,
     if requested == "fp32":
         return "fp32", "asked for"
     if has_bf16 is None:
-        from paddle_mmsr.sr.inference import parse_device
+        from paddle_mmsr.core.devices import parse_device
         kind, index = parse_device(device)
         has_bf16 = gpu_has_bf16(index) if kind == "gpu" else cpu_has_bf16()
     where = "this GPU" if device.startswith("gpu") else "this CPU"

@@ -13,19 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from paddle_mmsr.sr.bundle import load_bundle
+from paddle_mmsr.core.manifest import load_bundle
 from paddle_mmsr.image.io import to_float, to_uint
 from paddle_mmsr.sr.inference import cached_export, make_runner, prune_cache
 from paddle_mmsr.sr.precision import choose_precision
-from paddle_mmsr.image.resize import bicubic_weights
+from paddle_mmsr.image.resize import bicubic_up
+from paddle_mmsr.models.weights import build_class_generator
 from paddle_mmsr.sr.route import FLAT, class_label, largest_class, route, tile_scores
 from paddle_mmsr.sr.stitch import Stitcher, tile_weight
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
+from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, TileGrid
 
 __all__ = ["MMSR", "Reconstruction"]
 
@@ -75,23 +75,6 @@ def _check_image(img) -> np.ndarray:
     return img
 
 
-@lru_cache(maxsize=32)
-def _bicubic_matrix(n: int, scale: int) -> np.ndarray:
-    """(n * scale, n) matrix of the MATLAB-style bicubic upscale along one axis."""
-    w, idx = bicubic_weights(n, n * scale, float(scale))
-    m = np.zeros((n * scale, n), np.float64)
-    np.add.at(m, (np.arange(n * scale)[:, None], idx), w)
-    return m.astype(np.float32)
-
-
-def bicubic_up(a: np.ndarray, scale: int) -> np.ndarray:
-    """HxW[xC] float -> float32 ``scale`` x larger; equals ``resize.imresize``, faster."""
-    my, mx = _bicubic_matrix(a.shape[0], scale), _bicubic_matrix(a.shape[1], scale)
-    out = np.tensordot(my, a.astype(np.float32), axes=(1, 0))   # (H, w, ...)
-    out = np.tensordot(out, mx, axes=(1, 1))                    # (H, ..., W)
-    return np.moveaxis(out, -1, 1)
-
-
 def _warm_export(bundle, entry, cache_dir) -> bool:
     """The class has a current export of the manifest's weights: they were checked
     when it was made, so loading does not build the network again."""
@@ -138,7 +121,7 @@ class MMSR:
         sr = cls(bundle, **options)
         for entry in bundle.classes:  # a mismatch fails here, not at the first tile
             if sr.backend == "dygraph" or not _warm_export(bundle, entry, sr.cache_dir):
-                bundle.build_generator(entry)  # checks the weights against the manifest
+                build_class_generator(bundle, entry)  # checks the weights against the manifest
         if sr.backend != "dygraph":
             try:
                 prune_cache(bundle, sr.cache_dir)

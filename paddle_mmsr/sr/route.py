@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from paddle_mmsr.data.tvat import vsp
-from paddle_mmsr.models import ModelSpec
-from paddle_mmsr.sr.tiles import tile_starts
+from paddle_mmsr.core.manifest import ROUTE_SCORES
+from paddle_mmsr.core.spec import ModelSpec
+from paddle_mmsr.core.tiles import tile_starts
+from paddle_mmsr.core.tvat import vsp
 
 __all__ = ["FLAT", "ROUTINGS", "ROUTE_SCORES", "route", "tile_scores", "largest_class",
-           "class_cost", "class_label", "class_colour", "routing_map"]
+           "model_size", "class_label", "class_colour", "routing_map"]
 
 FLAT = -1
 ROUTINGS = ("tvat", "single")
-ROUTE_SCORES = ("tile", "cell_max")
 
 # One colour per class, simplest model first; flat tiles are light grey.
 PALETTE = [(40, 110, 255), (40, 190, 60), (255, 150, 0), (230, 30, 30),
@@ -33,19 +33,16 @@ PALETTE = [(40, 110, 255), (40, 190, 60), (255, 150, 0), (230, 30, 30),
 FLAT_COLOUR = (200, 200, 200)
 
 
-def _width(entry) -> int:
+def model_size(entry) -> int:
+    """Relative size (and cost per tile) of a class model: blocks x width^2, its
+    residual body."""
     spec = ModelSpec.parse(entry.spec)
-    return spec.channels or int(entry.generator.get("channels", 64))
-
-
-def class_cost(entry) -> int:
-    """Relative cost of a class model: blocks x width^2 (its residual body)."""
-    return ModelSpec.parse(entry.spec).g_blocks * _width(entry) ** 2
+    return spec.g_blocks * spec.width(entry.generator) ** 2
 
 
 def largest_class(bundle) -> int:
-    """Id of the costliest class model (blocks x width^2; ties: the higher id)."""
-    return max(bundle.classes, key=lambda c: (class_cost(c), c.id)).id
+    """Id of the largest class model (``model_size``; ties: the higher id)."""
+    return max(bundle.classes, key=lambda c: (model_size(c), c.id)).id
 
 
 def tile_scores(rgb: np.ndarray, grid, tvat, rule: str = "tile", cell: int = 32) -> np.ndarray:

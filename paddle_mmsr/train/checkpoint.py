@@ -2,7 +2,7 @@
 
 A safetensors file: the tensors (weights, optimizer moments, numpy's random
 state array) as tensors, everything else (step, random states, optimizer
-scalars, schedule) as JSON in its header's metadata (see safe_files.py).
+scalars, schedule) as JSON in its header's metadata (see core/safe_files.py).
 Nothing in it can run code when loaded. Old ``.pdckpt`` files are refused
 with the command that converts them.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.safe_files import (LegacyFile, UnsafeFile, checked_file, dumps, load_tensors,
+from paddle_mmsr.core.safe_files import (LegacyFile, UnsafeFile, checked_file, dumps, load_tensors,
                                     pack_state, read_header, refuse_legacy, save_tensors,
                                     unpack_state)
 

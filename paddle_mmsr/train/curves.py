@@ -51,7 +51,7 @@ def routed_curve(out_dir, jobs, class_curves: dict, tvat, scale: int, val_cfg,
     ``class_curves``: {class id: that class's curve}. Scores are cached in
     ``<out_dir>/routed_curve.json`` by snapshot file (name, size, mtime).
     """
-    from paddle_mmsr.sr.bundle import Bundle, ClassEntry
+    from paddle_mmsr.core.manifest import Bundle, ClassEntry
     from paddle_mmsr.sr.reconstruct import MMSR
     from paddle_mmsr.train.validate import load_pairs, val_pairs, validate
 

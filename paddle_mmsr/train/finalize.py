@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from paddle_mmsr.sr.bundle import Bundle, ClassEntry, weights_name, write_manifest
+from paddle_mmsr.core.manifest import Bundle, ClassEntry, weights_name, write_manifest
 from paddle_mmsr.train.checkpoint import G_FINAL
 
 

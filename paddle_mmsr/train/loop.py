@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.sr.bundle import check_state_dict, save_weights
+from paddle_mmsr.models.weights import build_class_generator, check_state_dict, save_weights
 from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream, warm_then
@@ -68,7 +68,7 @@ class ClassJob:
 def data_identity(sources, split: dict | None) -> dict:
     """The split's TVAT settings and the sha256 of each manifest file in ``sources``:
     a checkpoint keeps them, and resuming with other values is refused."""
-    from paddle_mmsr import sha256_file
+    from paddle_mmsr.core.files import sha256_file
     manifests = {str(s): sha256_file(s) for s in map(Path, sources) if s.is_file()}
     return {"tvat": dict(split["tvat"]) if split else None, "manifests": manifests}
 
@@ -208,12 +208,12 @@ def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
 
 def init_from_bundle(nets: dict, root, job: ClassJob) -> None:
     """Start G (and its EMA) from class ``job.id`` of the bundle at ``root``."""
-    from paddle_mmsr.sr.bundle import BundleError, load_bundle
+    from paddle_mmsr.core.manifest import BundleError, load_bundle
     bundle = load_bundle(root)
     entries = [e for e in bundle.classes if e.id == job.id]
     if not entries:
         raise BundleError(f"train.init_bundle {root}: no class {job.id} to start {job.name} from")
-    state = bundle.build_generator(entries[0]).state_dict()
+    state = build_class_generator(bundle, entries[0]).state_dict()
     for key in ("g", "ema"):
         if nets[key] is not None:
             check_state_dict(nets[key], state, f"train.init_bundle {root} class {job.id} "

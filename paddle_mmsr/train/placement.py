@@ -1,7 +1,7 @@
 """Which process trains which TVAT class, and on which device.
 
 Classes go to ranks by estimated cost (samples drawn x per-sample cost of the
-spec, see ``class_cost``): the costliest class first, each to the rank with
+spec, see ``training_cost``): the costliest class first, each to the rank with
 the least estimated work so far (longest-processing-time-first). With more
 ranks than classes, every class gets one rank and the extra ranks join the
 costliest classes (the one with the highest cost per rank, in turn) as
@@ -18,7 +18,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from paddle_mmsr.models.spec import ModelSpec
+from paddle_mmsr.core.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def rank_info(env=None) -> RankInfo:
 # ------------------------------------------------------------ cost
 def _generator_macs(spec: ModelSpec, g: dict, scale: int) -> float:
     """Multiply-adds of one generator forward pass per LR pixel (convs only)."""
-    c, kh, kt = g.get("channels", 64), g.get("head_kernel", 9), g.get("tail_kernel", 9)
+    c, kh, kt = spec.width(g), g.get("head_kernel", 9), g.get("tail_kernel", 9)
     macs = 3 * c * kh * kh + spec.g_blocks * 2 * 9 * c * c + 9 * c * c
     if g.get("form") == "compact":  # one conv to 3 * s^2 channels at LR, then the shuffle
         return macs + 3 * scale * scale * c * kt * kt
@@ -77,7 +77,7 @@ def _discriminator_macs(spec: ModelSpec, base: int) -> float:
     return macs
 
 
-def class_cost(cfg, class_id: int) -> float:
+def training_cost(cfg, class_id: int) -> float:
     """Estimated multiply-adds of one class's whole run (forward + backward ~ 3x forward).
 
     Samples drawn (iterations x batch size, D updates included) times the

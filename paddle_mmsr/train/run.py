@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from paddle_mmsr.data.split import ALL_MANIFEST
-from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.train.placement import (class_cost, classes_of_rank, device_for_rank, place_classes,
+from paddle_mmsr.core.tvat import TVATSettings
+from paddle_mmsr.train.placement import (training_cost, classes_of_rank, device_for_rank, place_classes,
                                          rank_info, rank_loads)
 from paddle_mmsr.train.preflight import check_inputs
 
@@ -162,7 +162,7 @@ def _run_training(cfg, resume: str, info, log) -> int:
     from paddle_mmsr.train.loop import Interrupted, train_class
     from paddle_mmsr.train.replicas import Replica
     jobs, tvat, split = resolve_jobs(cfg)
-    costs = [class_cost(cfg, c) for c in range(len(jobs))]
+    costs = [training_cost(cfg, c) for c in range(len(jobs))]
     owners = place_classes(costs, info.world_size, max_ranks=cfg.data.batch_size)
     mine = classes_of_rank(owners, info.rank)
     # before any class trains: paths exist, no class is empty. On several nodes a
@@ -328,12 +328,12 @@ def assemble_results(cfg, jobs, tvat, split, info=None, device: str = "cpu", rep
     written, before the (long) routed validation.
     """
     from paddle_mmsr.train.finalize import assemble_bundle, read_class_summaries, routed_validation, write_summary
-    from paddle_mmsr.sr.bundle import earlier_bundle
+    from paddle_mmsr.core.manifest import earlier_bundle
     out = cfg.output_dir
     world = info.world_size if info else 1
     trouble = trouble or {}
     if owners is None:
-        costs = [class_cost(cfg, c) for c in range(len(jobs))]
+        costs = [training_cost(cfg, c) for c in range(len(jobs))]
         owners = place_classes(costs, world, max_ranks=cfg.data.batch_size)
     if reports is None:
         classes, weights = read_class_summaries(jobs), None

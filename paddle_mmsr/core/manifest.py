@@ -30,8 +30,10 @@ regular file of at most 1 MiB; unknown keys are refused (with the closest
 valid key); every number is range-checked before anything is allocated; a
 weights file must be a regular file inside the bundle folder whose sha256 is
 the manifest's; its safetensors header must name exactly the network's keys,
-shapes and float32, before any tensor is read. Format 1 bundles (pickled
-``.pdparams``) are refused with the command that converts them.
+shapes and float32, before any tensor is read (models/weights.py, the Paddle
+half: networks built from the manifest, weights checked, loaded and saved).
+Format 1 bundles (pickled ``.pdparams``) are refused with the command that
+converts them.
 """
 from __future__ import annotations
 
@@ -42,20 +44,19 @@ from pathlib import Path
 
 import yaml
 
-from paddle_mmsr import sha256_file
-from paddle_mmsr.config import GeneratorOptions, _suggest
-from paddle_mmsr.models import ModelSpec, build_generator
-from paddle_mmsr.models.spec import FORMS
-from paddle_mmsr.safe_files import (UnsafeFile, checked_file, convert_hint, load_tensors,
-                                    read_capped, read_header, save_tensors)
-from paddle_mmsr.data.tvat import TVATSettings
-from paddle_mmsr.sr.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+from paddle_mmsr.core.files import sha256_file
+from paddle_mmsr.core.keys import suggest
+from paddle_mmsr.core.safe_files import UnsafeFile, checked_file, convert_hint, read_capped
+from paddle_mmsr.core.spec import FORMS, GeneratorOptions, ModelSpec
+from paddle_mmsr.core.tiles import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+from paddle_mmsr.core.tvat import TVATSettings
 
 FORMAT = "paddle-mmsr-bundle/2"
 LEGACY_FORMATS = ("paddle-mmsr-bundle/1",)  # pickled .pdparams weights: converted, not loaded
 MANIFEST = "manifest.yaml"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 1 << 30
+ROUTE_SCORES = ("tile", "cell_max")  # how a tile is scored for routing (sr/route.py)
 # ranges of the manifest's numbers, checked before anything is allocated
 LIMITS = {"scale": (2, 8), "blocks": (1, 64), "d_layers": (1, 64), "channels": (1, 256),
           "kernel": (1, 15), "classes": (1, 16), "route_cell": (1, 4096), "tile": (8, 4096)}
@@ -99,14 +100,6 @@ class Bundle:
     def weight_path(self, entry: ClassEntry) -> Path:
         return self.root / entry.weights
 
-    def build_generator(self, entry: ClassEntry, load_weights: bool = True):
-        """The class's generator (dygraph, eval mode), weights loaded and checked."""
-        g = build_generator(entry.spec, scale=self.scale, **entry.generator)
-        if load_weights:
-            g.set_state_dict(self.class_state(entry, g))
-        g.eval()
-        return g
-
     def verified_weights(self, entry: ClassEntry) -> Path:
         """The class's weights file, checked: a regular file inside the bundle folder
         whose sha256 is the manifest's (an in-memory bundle without one: not hashed)."""
@@ -120,30 +113,6 @@ class Bundle:
                               "(file changed or corrupt)")
         return path
 
-    def class_state(self, entry: ClassEntry, layer=None) -> dict:
-        """{key: float32 array} of the class's weights: file checked, header checked
-        against ``layer`` (built from the manifest if None) before reading tensors."""
-        path = self.verified_weights(entry)
-        what = (f"{path} (class {entry.id}: spec {entry.spec}, scale {self.scale}, "
-                f"generator {entry.generator})")
-        try:
-            header, _ = read_header(path, f"weights of class {entry.id}")
-        except UnsafeFile as e:
-            raise BundleError(str(e)) from None
-        if layer is None:
-            layer = build_generator(entry.spec, scale=self.scale, **entry.generator)
-        check_state_dict(layer, header, what)
-        try:
-            return load_tensors(path)
-        except Exception as e:
-            raise BundleError(f"{path}: unreadable weight file ({type(e).__name__}: {e})"
-                              ) from None
-
-    def check_weights(self) -> None:
-        """BundleError unless every class's weight file fits its manifest entry."""
-        for entry in self.classes:
-            self.build_generator(entry)
-
     def to_dict(self) -> dict:
         return {"format": FORMAT, "scale": self.scale, "value_range": [0, 1],
                 "tvat": self.tvat.to_dict(), "flat_bound": self.flat_bound,
@@ -154,46 +123,12 @@ class Bundle:
                 "produced_by": self.produced_by}
 
 
-def check_state_dict(layer, state, what: str) -> None:
-    """BundleError naming every key of ``state`` missing, unexpected, of the wrong
-    shape or not float32. ``state``: {key: array} or a safetensors header
-    {key: (dtype, shape)}."""
-    if not isinstance(state, dict):
-        raise BundleError(f"{what}: not a state dict")
-    own = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
-    got, dtypes = {}, {}
-    for k, v in state.items():
-        if isinstance(v, tuple):
-            dtypes[k], got[k] = v
-        else:
-            got[k] = tuple(getattr(v, "shape", ()))
-    problems = []
-    for label, keys in (("missing", [k for k in own if k not in got]),
-                        ("unexpected", [k for k in got if k not in own])):
-        if keys:
-            problems.append(f"{len(keys)} {label} keys: {_first(keys)}")
-    shapes = [f"{k} {list(got[k])} in the file, {list(own[k])} expected"
-              for k in own if k in got and got[k] != own[k]]
-    if shapes:
-        problems.append(f"{len(shapes)} keys of the wrong shape: {_first(shapes)}")
-    wrong = [f"{k} {d}" for k, d in dtypes.items() if d.lower() not in ("f32", "float32")]
-    if wrong:
-        problems.append(f"{len(wrong)} keys not float32: {_first(wrong)}")
-    if problems:
-        raise BundleError(f"{what}: the weights do not fit the manifest's network; "
-                          + "; ".join(problems))
-
-
-def _first(items, n: int = 6) -> str:
-    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
-
-
 def _check_keys(mapping, allowed, where: str) -> None:
     if not isinstance(mapping, dict):
         raise BundleError(f"{where}: expected a mapping, got {mapping!r}")
     for key in mapping:
         if key not in allowed:
-            raise BundleError(f"{where}: unknown key '{key}'{_suggest(str(key), allowed)}")
+            raise BundleError(f"{where}: unknown key '{key}'{suggest(str(key), allowed)}")
 
 
 # manifest keys beyond the dataclass fields (root is the folder, not a key)
@@ -209,7 +144,7 @@ def check_manifest_keys(m: dict, path) -> None:
     if not isinstance(classes, list):
         raise BundleError(f"{path}: 'classes' must be a list, got {classes!r}")
     entry_keys = [f.name for f in fields(ClassEntry)]
-    gen_keys = [f.name for f in fields(GeneratorOptions)]  # the training schema's
+    gen_keys = [f.name for f in fields(GeneratorOptions)]
     for i, c in enumerate(classes):
         _check_keys(c, entry_keys, f"{path}: classes[{i}]")
         _check_keys(c.get("generator") or {}, gen_keys, f"{path}: classes[{i}].generator")
@@ -328,7 +263,6 @@ def load_bundle(root) -> Bundle:
                    produced_by=m.get("produced_by") or {})
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{path}: malformed manifest ({e})") from None
-    from paddle_mmsr.sr.route import ROUTE_SCORES
     if b.route_score not in ROUTE_SCORES or b.route_cell < 1:
         raise BundleError(f"{path}: route_score must be one of {ROUTE_SCORES} and route_cell "
                           f">= 1, got {b.route_score!r}, {b.route_cell}")
@@ -340,18 +274,12 @@ def load_bundle(root) -> Bundle:
     if sorted(c.id for c in classes) != list(range(tv.n_classes)):
         raise BundleError(f"{path}: {tv.n_classes} TVAT classes need class ids "
                           f"0..{tv.n_classes - 1}, got {[c.id for c in classes]}")
+    for c in classes:  # the width is the spec's: a generator.channels must agree
+        try:
+            ModelSpec.parse(c.spec).generator_options(c.generator)
+        except ValueError as e:
+            raise BundleError(f"{path}: class {c.id}: {e}") from None
     return b
-
-
-def load_class_state(bundle_dir, class_index: int) -> dict:
-    """{key: float32 numpy array}: the generator weights of one class of a bundle,
-    verified (manifest, file, sha256, header keys and shapes) before reading."""
-    b = load_bundle(bundle_dir)
-    entry = next((c for c in b.classes if c.id == class_index), None)
-    if entry is None:
-        raise BundleError(f"{bundle_dir}: no class {class_index} (classes "
-                          f"{[c.id for c in b.classes]})")
-    return b.class_state(entry)
 
 
 def earlier_bundle(root, log=print) -> str | None:
@@ -380,29 +308,3 @@ def write_manifest(bundle: Bundle) -> Path:
     tmp.write_text(text)
     os.replace(tmp, root / MANIFEST)
     return root / MANIFEST
-
-
-def save_weights(layer, path) -> Path:
-    """Save a layer's state dict (float32) atomically, as safetensors."""
-    return save_tensors(path, {k: v.astype("float32").numpy()
-                               for k, v in layer.state_dict().items()})
-
-
-def make_bundle(root, generators: list, tvat: TVATSettings, scale: int = 4,
-                flat_bound=None, produced_by=None, route_score: str = "tile",
-                route_cell: int = 32) -> Bundle:
-    """Write a bundle from in-memory generators.
-
-    ``generators``: one (spec, generator_options, layer) per class, class 0 first.
-    """
-    root = Path(root)
-    classes = []
-    for i, (spec, options, layer) in enumerate(generators):
-        name = weights_name(i)
-        save_weights(layer, root / name)
-        classes.append(ClassEntry(id=i, spec=str(ModelSpec.parse(spec)), weights=name,
-                                  generator=dict(options)))
-    b = Bundle(root=root, scale=scale, tvat=tvat, classes=classes, flat_bound=flat_bound,
-               route_score=route_score, route_cell=int(route_cell), produced_by=produced_by or {})
-    write_manifest(b)
-    return b

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from paddle_mmsr.image.io import to_float
+from paddle_mmsr.core.pixels import to_float
 
 __all__ = ["TVATSettings", "vsp", "tvat", "classify", "calibrate"]
 

@@ -4,7 +4,8 @@ generator forms; the VGG19 layer names the content loss can use. No Paddle.
 
 A width suffix "wC" sets the generator's channels: "4-6w16" is 4 blocks of
 16 channels. Without it the width comes from the generator options
-(``channels``, 64 by default); with it the spec wins.
+(``channels``, 64 by default); with it, options that name another width are
+an error (``ModelSpec.generator_options``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ from typing import Optional
 
 FORMS = ("srgan", "fast", "compact")  # generator forms, see models/generator.py
 _SPEC = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:w\s*(\d+))?\s*$")
+
+
+@dataclass
+class GeneratorOptions:
+    """A generator's options beside its spec: the config's ``model.generator`` and
+    ``classes.N.generator``, a manifest's ``classes[i].generator``."""
+    channels: int = 64
+    form: str = "srgan"          # srgan (paper, with BN) | fast (no BN, bicubic residual)
+    #                              | compact (all convs at LR, one PixelShuffle; see models/generator.py)
+    head_kernel: int = 9
+    tail_kernel: int = 9
+
 
 # VGG19 feature layers: conv widths, "M" = max pool (paddle.vision's vgg19 layout)
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -59,11 +72,19 @@ class ModelSpec:
         return cls(g, d, c)
 
     def generator_options(self, options: dict) -> dict:
-        """Generator kwargs: ``options`` with this spec's width, if it has one."""
+        """Generator kwargs: ``options`` with this spec's width, if it has one (a
+        ``channels`` in ``options`` that differs from it is a ValueError)."""
         out = dict(options)
         if self.channels is not None:
+            if out.get("channels", self.channels) != self.channels:
+                raise ValueError(f"model spec {self} sets the width to {self.channels}, "
+                                 f"but channels is {out['channels']}")
             out["channels"] = self.channels
         return out
+
+    def width(self, options: dict) -> int:
+        """The generator's channels: the spec's, else ``options``' (else the default)."""
+        return int(self.generator_options(options).get("channels", GeneratorOptions.channels))
 
     def __str__(self) -> str:
         width = "" if self.channels is None else f"w{self.channels}"

@@ -1,0 +1,1 @@
+"""The paddle-free floor both flows (training and reconstruction) stand on."""
