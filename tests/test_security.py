@@ -615,3 +615,21 @@ def test_an_unwritable_training_output_is_one_line(tmp_path):
                  f"output={blocker / 'run'}")
     assert r.returncode == 2 and r.stderr.startswith("error: cannot write"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ranks_exchange_safetensors_bytes_not_pickles():
+    from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+    report = {"rank": 1, "host": "h", "busy_seconds": 1.5,
+              "classes": {0: {"status": "done", "weights": b"\x00\x01safetensors bytes",
+                              "curve": [{"iteration": 2, "psnr_y": 20.5}]},
+                          2: {"status": "failed", "error": "x"}},
+              "g": {"w": paddle.ones([2, 3]), "m": np.arange(4, dtype=np.uint32)},
+              "t": (1, "a", None)}
+    data = state_to_bytes(report)
+    assert data[8:9] == b"{" and b"\x80\x04" not in data[:16]  # a safetensors header
+    back = state_from_bytes(data)
+    assert back["classes"][0]["weights"] == b"\x00\x01safetensors bytes"
+    assert sorted(back["classes"]) == [0, 2] and back["t"] == (1, "a", None)
+    np.testing.assert_array_equal(back["g"]["w"], np.ones((2, 3), np.float32))
+    assert back["g"]["m"].dtype == np.uint32
+    assert back["classes"][0]["curve"] == report["classes"][0]["curve"]
