@@ -8,11 +8,27 @@ from paddle_mmsr.image.io import read_image
 from paddle_mmsr.metrics.psnr_ssim import psnr
 from paddle_mmsr.image.resize import imresize
 
-SHIPPED = ["mmsr_x4_bicubic", "srgan_16-8_x4_bicubic", "compare_mmsr_x4", "compare_single_x4"]
+SHIPPED = ["mmsr_x4_robust", "srgan_16-8_x4_robust", "mmsr_x4_bicubic", "srgan_16-8_x4_bicubic",
+           "compare_mmsr_x4", "compare_single_x4"]
 
 
 def test_default_bundle_is_shipped():
-    assert (ROOT / "pretrained" / "mmsr_x4_bicubic" / "manifest.yaml").exists()
+    from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, shipped_bundle
+    assert DEFAULT_BUNDLE == "mmsr_x4_robust"
+    assert shipped_bundle() == ROOT / "pretrained" / "mmsr_x4_robust"
+
+
+def test_default_holds_up_on_lr_shrunk_without_antialiasing(tmp_path):
+    """LR made by OpenCV's cubic resize (no antialiasing): the robust default stays above
+    bicubic, the MATLAB-bicubic bundle sharpens the aliasing and falls below it."""
+    import cv2
+    robust = MMSR.load(ROOT / "pretrained" / "mmsr_x4_robust", cache_dir=tmp_path)
+    matlab = MMSR.load(ROOT / "pretrained" / "mmsr_x4_bicubic", cache_dir=tmp_path)
+    hr = read_image(ROOT / "examples" / "coffee.png")[:256, :384]
+    lr = cv2.resize(hr, (96, 64), interpolation=cv2.INTER_CUBIC)
+    base = psnr(imresize(lr, 4), hr, crop_border=4)
+    assert psnr(robust.upscale(lr), hr, crop_border=4) > base + 0.1
+    assert psnr(matlab.upscale(lr), hr, crop_border=4) < base
 
 
 @pytest.mark.parametrize("name", SHIPPED)
