@@ -107,8 +107,12 @@ def training_table(summaries):
 
 
 def cpu_cores() -> int:
-    from paddle_mmsr.sr.inference import default_threads
-    return default_threads()
+    """CPUs this process may use (the threads the inference uses may be fewer:
+    OMP_NUM_THREADS, or one per physical core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def machine(backend: str = "inference") -> str:
