@@ -98,7 +98,8 @@ def _timed(run, x):
     return time.perf_counter() - w, time.process_time() - c
 
 
-def models(tmp: Path, rounds: int, bf16: bool, log) -> tuple:
+def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_psnr",
+                                                                "srgan_16-8_x4_psnr")) -> tuple:
     """Per class: tile times (wall and process CPU, median of interleaved rounds) of
     the export as now, the old export (fusions off), bf16, batches, 64 px tiles; and
     the share of the peak kernel's throughput measured in the same rounds."""
@@ -112,7 +113,7 @@ def models(tmp: Path, rounds: int, bf16: bool, log) -> tuple:
     x1 = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
     x4 = np.random.default_rng(1).random((4, 3, 128, 128), dtype=np.float32)
     s4 = np.random.default_rng(2).random((4, 3, 64, 64), dtype=np.float32)
-    for name in ("mmsr_x4_psnr", "srgan_16-8_x4_psnr"):
+    for name in bundles:
         b = load_bundle(ROOT / "pretrained" / name)
         for e in b.classes:
             runs = {"fused": _runner(b, e), "unfused": _runner(b, e, fused=False)}
@@ -216,11 +217,11 @@ def settings(rounds: int, tiles: int, log) -> dict:
     return table
 
 
-def photos(folder: Path, size: int = 256) -> list:
+def photos(folder: Path, size: int = 256, count: int = len(PHOTOS)) -> list:
     from skimage import data
     from paddle_mmsr.image.io import write_image
     folder.mkdir(parents=True, exist_ok=True)
-    for n in PHOTOS:
+    for n in PHOTOS[:count]:
         a = getattr(data, n)()
         a = np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a[:, :, :3]
         y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
@@ -228,19 +229,23 @@ def photos(folder: Path, size: int = 256) -> list:
     return sorted(folder.iterdir())
 
 
-def _cli(checkout: Path, inputs, out: Path, *options) -> float:
+def _cli(checkout: Path, inputs, out: Path, *options) -> tuple:
+    """(wall, CPU) seconds of one run of the upscale command of ``checkout``."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "-m", "paddle_mmsr.cli.upscale", *map(str, inputs),
                         "-o", str(out), "--overwrite", "-q", *options], cwd=checkout, env=env,
                        capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"{checkout}: {r.stderr[-2000:]}")
-    return time.perf_counter() - t
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (time.perf_counter() - t,
+            u.ru_utime + u.ru_stime - c.ru_utime - c.ru_stime)
 
 
-def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log) -> dict:
-    inputs = photos(tmp / "in")
+def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log, bundles=BUNDLES,
+               count: int = len(PHOTOS)) -> dict:
+    inputs = photos(tmp / "in", count=count)
     tiny = tmp / "tiny.png"
     from paddle_mmsr.image.io import read_image, write_image
     write_image(tiny, read_image(inputs[0])[:32, :32])
@@ -252,36 +257,44 @@ def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log) -> dic
                        check=True, capture_output=True)
         checkouts["base"] = wt
     cases = {}
-    for name in BUNDLES:
+    for name in bundles:
         for p in precisions:
             cases[f"{name} {p}"] = ("this", ["--bundle", str(ROOT / "pretrained" / name),
                                              "--precision", p])
-    if base:  # the base checkout's own copy of the default bundle (its cache stays there)
+    if base and "mmsr_x4_psnr" in bundles:  # the base's own copy of the default bundle
         cases["base mmsr_x4_psnr fp32"] = ("base", ["--bundle", str(
             checkouts["base"] / "pretrained" / "mmsr_x4_psnr")])
-        cases["this mmsr_x4_psnr fp32 (vs base)"] = cases["mmsr_x4_psnr fp32"]
-    for k, (c, opts) in cases.items():  # warm the export caches
-        _cli(checkouts[c], [tiny], tmp / "warm", *opts)
-    times = {k: [] for k in cases}
-    startup = {c: [] for c in checkouts}
-    for _ in range(rounds):
-        for k, (c, opts) in cases.items():
-            times[k].append(_cli(checkouts[c], inputs, tmp / "out", *opts))
-        for c in checkouts:
-            startup[c].append(_cli(checkouts[c], [tiny], tmp / "tinyout"))
+    try:
+        for k, (c, opts) in cases.items():  # warm the export caches
+            _cli(checkouts[c], [tiny], tmp / "warm", *opts)
+        times = {k: [] for k in cases}
+        startup = {c: [] for c in checkouts}
+        for _ in range(rounds):
+            for k, (c, opts) in cases.items():
+                times[k].append(_cli(checkouts[c], inputs, tmp / "out", *opts))
+            for c in checkouts:
+                startup[c].append(_cli(checkouts[c], [tiny], tmp / "tinyout"))
+    finally:
+        if base:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(checkouts["base"])], capture_output=True)
+    def med(v, i):
+        return float(np.median([x[i] for x in v]))
+
     res = {"images": len(inputs), "output_mp": out_mp,
-           "seconds_per_output_mp": {k: float(np.median(v)) / out_mp for k, v in times.items()},
-           "startup_s": {c: float(np.median(v)) for c, v in startup.items()}}
-    if base:
-        res["base_over_this"] = float(np.median(np.array(times["base mmsr_x4_psnr fp32"])
-                                                / np.array(times["this mmsr_x4_psnr fp32 (vs base)"])))
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                        str(checkouts["base"])], capture_output=True)
+           "seconds_per_output_mp": {k: med(v, 0) / out_mp for k, v in times.items()},
+           "cpu_seconds_per_output_mp": {k: med(v, 1) / out_mp for k, v in times.items()},
+           "startup_s": {c: med(v, 0) for c, v in startup.items()},
+           "startup_cpu_s": {c: med(v, 1) for c, v in startup.items()}}
+    if "base mmsr_x4_psnr fp32" in times:  # same rounds: ratios of interleaved runs
+        b, t = np.array(times["base mmsr_x4_psnr fp32"]), np.array(times["mmsr_x4_psnr fp32"])
+        res["base_over_this"] = float(np.median(b[:, 0] / t[:, 0]))
+        res["base_over_this_cpu"] = float(np.median(b[:, 1] / t[:, 1]))
     log(f"  {json.dumps(res)}")
     return res
 
 
-def video(tmp: Path, log) -> dict:
+def video(tmp: Path, log, frames: int = 6) -> dict:
     from paddle_mmsr import MMSR
     from paddle_mmsr.image.video_io import write_video
     from paddle_mmsr.sr.video import upscale_video
@@ -299,7 +312,7 @@ def video(tmp: Path, log) -> dict:
 
     sr.reconstruct = timed
     res = {}
-    for w, h, n in ((352, 288, 8), (720, 576, 4)):
+    for w, h, n in ((352, 288, frames), (720, 576, max(2, frames // 2))):
         big = np.pad(src, ((0, max(0, h + 4 * n - 512)), (0, max(0, w + 4 * n - 512)), (0, 0)),
                      mode="reflect")
         frames = [np.ascontiguousarray(big[i * 4:i * 4 + h, i * 4:i * 4 + w]) for i in range(n)]
@@ -317,24 +330,27 @@ def video(tmp: Path, log) -> dict:
 
 def markdown(r: dict) -> str:
     m, p = r["machine"], r["peak"]
-    bf16 = "bf16_tile_s" in r["models"][0]
     lines = [f"# Speed on {m['cpu']} ({m['physical_cores']} cores, {', '.join(m['flags'])})", "",
              f"Paddle {m['paddle']}, Python {m['python']}; load average "
              f"{m['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after "
              "(a shared machine: every comparison is a median ratio of runs interleaved in "
              f"the same rounds). Made by `python benchmarks/speed.py {r['args']}` on {r['date']}.",
-             "", f"Peak fp32: {p['kernel']}: best {p['measured_gflops']:.0f} GFLOP/s wall "
-             f"(median {p['measured_gflops_median']:.0f}), {p['measured_gflops_per_cpu_s']:.0f} "
-             f"GFLOP per CPU second; nominal {p['nominal_gflops']:.0f} ({p['nominal_basis']}).",
-             "", "Per class, one 128 px tile (fp32 unless said): time now (wall, CPU); the old "
-             "export (oneDNN fusions off) as a multiple of now; GFLOP/s; share of the peak "
-             "kernel's throughput in the same rounds (wall, CPU); a batch of 4 per tile, 4 "
-             "tiles of 64 px, one batch of 4 tiles of 64 px, each against one 128 px tile "
-             "(same LR area)" + ("; bf16" if bf16 else "") + ".", "",
-             "| bundle | class | spec | ms (CPU ms) | old export | GFLOP/s | share of peak "
-             "(CPU) | batch 4 | 64 px x4 | 64 px batch 4 |" + (" bf16 ms | fp32/bf16 |" if bf16 else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if bf16 else "")]
-    for x in r["models"]:
+             "", f"Nominal fp32 peak: {p['nominal_gflops']:.0f} GFLOP/s ({p['nominal_basis']})."]
+    models = r.get("models", [])
+    bf16 = bool(models) and "bf16_tile_s" in models[0]
+    if models:
+        lines += ["", f"Measured peak kernel: {p['kernel']}: best {p['measured_gflops']:.0f} "
+                  f"GFLOP/s wall (median {p['measured_gflops_median']:.0f}), "
+                  f"{p['measured_gflops_per_cpu_s']:.0f} GFLOP per CPU second.",
+                  "", "Per class, one 128 px tile (fp32 unless said): time now (wall, CPU); the old "
+                  "export (oneDNN fusions off) as a multiple of now; GFLOP/s; share of the peak "
+                  "kernel's throughput in the same rounds (wall, CPU); a batch of 4 per tile, 4 "
+                  "tiles of 64 px, one batch of 4 tiles of 64 px, each against one 128 px tile "
+                  "(same LR area)" + ("; bf16" if bf16 else "") + ".", "",
+                  "| bundle | class | spec | ms (CPU ms) | old export | GFLOP/s | share of peak "
+                  "(CPU) | batch 4 | 64 px x4 | 64 px batch 4 |" + (" bf16 ms | fp32/bf16 |" if bf16 else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if bf16 else "")]
+    for x in models:
         lines.append(f"| {x['bundle']} | {x['class']} | {x['spec']} | {x['tile_s'] * 1e3:.0f} "
                      f"({x['tile_cpu_s'] * 1e3:.0f}) | {x['unfused_over_fused']:.2f} "
                      f"(CPU {x['unfused_over_fused_cpu']:.2f}) | {x['gflops']:.1f} | "
@@ -353,13 +369,17 @@ def markdown(r: dict) -> str:
     if "end_to_end" in r:
         e = r["end_to_end"]
         lines += ["", f"End to end (`mmsr-upscale`, {e['images']} photos, {e['output_mp']:.1f} MP "
-                  "out, warm cache, PNG out):", "", "| run | s per output MP |", "|---|---|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in e["seconds_per_output_mp"].items()]
-        lines += ["", "Start-up (one 32 px image): " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in e["startup_s"].items())]
+                  "out, warm cache, PNG out; start-up included):", "",
+                  "| run | s per output MP (wall) | CPU s per output MP |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.2f} | {e['cpu_seconds_per_output_mp'][k]:.2f} |"
+                  for k, v in e["seconds_per_output_mp"].items()]
+        lines += ["", "Start-up (the command on one 32 px image): " + ", ".join(
+            f"{k} {v:.2f} s wall, {e['startup_cpu_s'][k]:.2f} s CPU"
+            for k, v in e["startup_s"].items()) + "."]
         if "base_over_this" in e:
-            lines.append(f"; the base ({r['base']}) takes {e['base_over_this']:.2f}x this "
-                         "checkout's time for the same photos.")
+            lines.append(f"The base ({r['base']}) takes {e['base_over_this']:.2f}x this checkout's "
+                         f"wall time ({e['base_over_this_cpu']:.2f}x its CPU time) for the same "
+                         "photos.")
     if "video" in r:
         lines += ["", "Video (mmsr_x4_psnr, x264 veryfast): " + "; ".join(
             f"{k}: {v['fps']:.2f} fps, model {100 * v['model_share']:.0f}% of wall"
@@ -373,6 +393,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=("models", "settings", "end_to_end", "video"))
+    ap.add_argument("--bundles", nargs="+", default=list(BUNDLES),
+                    help="shipped bundles to time (pretrained/NAME; default: %(default)s)")
+    ap.add_argument("--model-bundles", nargs="+", default=["mmsr_x4_psnr", "srgan_16-8_x4_psnr"],
+                    help="bundles whose class models are timed tile by tile")
+    ap.add_argument("--frames", type=int, default=6, help="frames of the 352x288 clip "
+                    "(the 720x576 one has half)")
+    ap.add_argument("--photos", type=int, default=len(PHOTOS),
+                    help="how many of the 256 px photos to upscale end to end")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed"))
     args = ap.parse_args(argv)
     from paddle_mmsr.runtime import tune_process
@@ -390,23 +418,31 @@ def main(argv=None) -> int:
     r["peak"] = {"nominal_gflops": gflops, "nominal_basis": basis}
     bf16 = cpu_has_bf16()
     precisions = ("fp32", "bf16") if bf16 else ("fp32",)
-    with tempfile.TemporaryDirectory() as tmp:
-        if "models" not in args.skip:
-            r["models"], measured = models(Path(tmp), max(3, 2 * args.rounds), bf16, log)
-            r["peak"].update(measured)
-        if "settings" not in args.skip:
-            r["settings"] = settings(args.rounds, 6, log)
-        if "end_to_end" not in args.skip:
-            r["end_to_end"] = end_to_end(Path(tmp), args.base, args.rounds, precisions, log)
-        if "video" not in args.skip:
-            r["video"] = video(Path(tmp), log)
-    r["load_after"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(r, indent=1))
-    if "models" in r:
+
+    def save():  # after each section: a run stopped later keeps what it measured
+        r["load_after"] = os.getloadavg()
+        out.with_suffix(".json").write_text(json.dumps(r, indent=1))
         out.with_suffix(".md").write_text(markdown(r))
-    print(out.with_suffix(".md").read_text() if "models" in r else json.dumps(r, indent=1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if "end_to_end" not in args.skip:
+            r["end_to_end"] = end_to_end(Path(tmp), args.base, args.rounds, precisions, log,
+                                         args.bundles, args.photos)
+            save()
+        if "video" not in args.skip:
+            r["video"] = video(Path(tmp), log, args.frames)
+            save()
+        if "models" not in args.skip:
+            r["models"], measured = models(Path(tmp), max(3, 2 * args.rounds), bf16, log,
+                                           args.model_bundles)
+            r["peak"].update(measured)
+            save()
+        if "settings" not in args.skip:
+            r["settings"] = settings(args.rounds, 4, log)
+            save()
+    print(out.with_suffix(".md").read_text())
     return 0
 
 

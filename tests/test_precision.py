@@ -101,7 +101,7 @@ def test_mmsr_passes_the_chosen_precision_to_its_runners(bf16_bundle, tmp_path, 
     seen = []
 
     def fake_runner(*args):
-        seen.append(args[-1])
+        seen.append(args[8])  # make_runner(..., max_input, precision, on_export)
         return type("R", (), {"run": staticmethod(lambda x: np.zeros(
             (x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4), np.float32))})()
 
@@ -122,3 +122,14 @@ def test_forced_fp32_runs_on_a_bf16_cpu(bf16_bundle, tmp_path, monkeypatch):
     assert fast.precision == "fp32" and fast.runner(0).precision == "fp32"
     ref = MMSR.load(bf16_bundle, backend="dygraph").upscale(img)
     assert np.abs(fast.upscale(img).astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_bf16_with_dygraph_or_on_this_cpu_is_a_clear_error(bf16_bundle, tmp_path, monkeypatch):
+    from paddle_mmsr import MMSR
+    monkeypatch.setattr(precision, "CPUINFO", fake_cpuinfo(tmp_path, SAPPHIRE))
+    with pytest.raises(ValueError, match="Paddle Inference only"):
+        MMSR.load(bf16_bundle, backend="dygraph", precision="bf16")
+    assert MMSR.load(bf16_bundle, backend="dygraph").precision == "fp32"
+    monkeypatch.setattr(precision, "CPUINFO", fake_cpuinfo(tmp_path, AVX2_ONLY))
+    with pytest.raises(ValueError, match="does not compute bfloat16"):
+        MMSR.load(bf16_bundle, precision="bf16")

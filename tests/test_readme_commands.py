@@ -52,3 +52,23 @@ def test_readme_demo_then_multi_rank_cpu_line(tmp_path):
     assert "[rank 0/3]" in console and "summary:" in console
     for noise in ("LAUNCH INFO", "Modified FLAGS detected", "tcp_store.cc", "tcp_utils.cc"):
         assert noise not in console, noise
+
+
+def test_readme_upscale_lines_as_written(tmp_path):
+    """The README's image and video lines, on the files a clone has, with the default bundle."""
+    import numpy as np
+    from paddle_mmsr.image.io import read_image
+    from paddle_mmsr.image.video_io import probe
+    cmds = [c for c in readme_commands() if c.startswith(("python tools/upscale.py",
+                                                         "python tools/upscale_video.py"))]
+    assert len(cmds) == 2
+    for name in ("tools", "examples"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    for cmd in cmds:
+        r = run([sys.executable, *shlex.split(cmd)[1:]], tmp_path, 600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    lr = read_image(ROOT / "examples" / "chelsea_lr.png")
+    out = read_image(tmp_path / "out" / "chelsea_lr.png")
+    assert out.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3) and np.ptp(out) > 100
+    video = probe(tmp_path / "out" / "coffee_pan_x4.mp4")
+    assert (video.width, video.height, video.frames) == (384, 256, 24) and video.audio

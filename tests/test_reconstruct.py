@@ -311,7 +311,7 @@ def test_warm_cache_load_builds_no_network_but_still_checks_weights(tmp_path, mo
         monkeypatch.setattr(module, "build_class_generator", counted)
     MMSR.load(root).prepare()
     assert built == []  # warm: weights were checked when the export was made
-    w = root / "class0.pdparams"
+    w = root / "class0.safetensors"
     w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)  # changed weights: no warm export
     with pytest.raises(BundleError, match="sha256 does not match"):
         MMSR.load(root)

@@ -4,6 +4,7 @@ that would write a marker file when unpickled: the marker must never appear."""
 from __future__ import annotations
 
 import os
+import re
 import pickle
 import subprocess
 import sys
@@ -72,9 +73,9 @@ def legacy_bundle(root, bundle, marker=None):
     return root
 
 
-def run_tool(name, *args, env=None):
+def run_tool(name, *args, env=None, cwd=None):
     return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=300, cwd=cwd,
                           env={**os.environ, **(env or {})})
 
 
@@ -531,3 +532,104 @@ def test_orphan_checkpoint_temps_are_removed_only_by_pattern(tmp_path):
     link.symlink_to(tmp_path / "target")
     assert sorted(remove_orphan_temps(tmp_path)) == sorted(ours)
     assert all(p.exists() for p in others + [alive, link, tmp_path / "target"])
+
+
+# ---- video inputs and outputs ----
+
+def _clip(path, n=50):
+    from paddle_mmsr.image.video_io import write_video
+    frames = [np.random.default_rng(i).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+              for i in range(n)]
+    return write_video(path, frames, 25, tone=440)
+
+
+def test_video_whose_stream_ends_early_warns_and_needs_a_flag(bundle, tmp_path):
+    full = _clip(tmp_path / "full.mkv")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])  # a partial download
+    args = [cut, "-o", tmp_path / "out.mp4", "--bundle", bundle, "--backend", "dygraph", "-q"]
+    r = run_tool("upscale_video.py", *args)
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"warning: .*ends after \d+ frames, but its duration promises about 50",
+                     r.stderr), r.stderr
+    assert "--accept-short" in r.stderr and not (tmp_path / "out.mp4").exists()
+    r = run_tool("upscale_video.py", *args, "--accept-short")
+    assert r.returncode == 0 and "warning:" in r.stderr, r.stderr
+    assert (tmp_path / "out.mp4").is_file()
+    r = run_tool("upscale_video.py", full, "-o", tmp_path / "f.mp4", "--bundle", bundle,
+                 "--backend", "dygraph", "-q")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_video_names_with_quotes_and_colons(bundle, tmp_path):
+    from paddle_mmsr.image.video_io import probe
+    _clip(tmp_path / "take:1.mkv", n=8)
+    dst = tmp_path / "it's \"done\".mp4"
+    r = run_tool("upscale_video.py", "take:1.mkv", "-o", dst.name, "--bundle", bundle,
+                 "--backend", "dygraph", "-q", "--segment", "0.12",  # several segments
+                 cwd=tmp_path)  # relative names: "take:" must not be read as a protocol
+    assert r.returncode == 0, r.stderr
+    info = probe(dst)
+    assert (info.width, info.height, info.frames) == (160, 128, 8) and info.audio
+
+
+def test_an_output_size_the_encoder_cannot_take_is_refused_first(tmp_path):
+    from types import SimpleNamespace
+    from paddle_mmsr.image.video_io import VideoError, probe
+    from paddle_mmsr.sr.video import upscale_video
+    info = probe(_clip(tmp_path / "c.mkv", n=4))
+    info.width = 5000  # x4: 20000 px wide
+    sr = SimpleNamespace(scale=4)  # no network: nothing may run before the refusal
+    with pytest.raises(VideoError, match=r"20000x128: more than the H.264 encoder takes"):
+        upscale_video(sr, tmp_path / "c.mkv", tmp_path / "o.mp4", info=info)
+    assert not list(tmp_path.glob(".o.mp4*"))
+
+
+def test_sigterm_stops_a_video_run_cleanly(bundle, tmp_path):
+    import signal
+    import time
+    src = _clip(tmp_path / "long.mkv", n=400)
+    dst = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "upscale_video.py"), str(src),
+                             "-o", str(dst), "--bundle", str(bundle), "--backend", "dygraph",
+                             "-q", "--segment", "0.2"], stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / ".out.mp4.parts"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(parts.glob("seg_*.json")):
+        time.sleep(0.2)
+    assert list(parts.glob("seg_*.json")), "no segment finished"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "resume" in err
+    for crash in ("Traceback", "SIGTERM received", "Aborted", "C++ Traceback"):
+        assert crash not in err, err
+    assert not dst.exists() and not list(parts.glob("*.part.mkv"))
+
+
+def test_an_unwritable_training_output_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")  # (as root a read-only folder is still writable)
+    r = run_tool("train.py", "-c", ROOT / "configs" / "demo_cpu.yaml", "-o",
+                 f"output={blocker / 'run'}")
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot write"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_ranks_exchange_safetensors_bytes_not_pickles():
+    from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+    report = {"rank": 1, "host": "h", "busy_seconds": 1.5,
+              "classes": {0: {"status": "done", "weights": b"\x00\x01safetensors bytes",
+                              "curve": [{"iteration": 2, "psnr_y": 20.5}]},
+                          2: {"status": "failed", "error": "x"}},
+              "g": {"w": paddle.ones([2, 3]), "m": np.arange(4, dtype=np.uint32)},
+              "t": (1, "a", None)}
+    data = state_to_bytes(report)
+    assert data[8:9] == b"{" and b"\x80\x04" not in data[:16]  # a safetensors header
+    back = state_from_bytes(data)
+    assert back["classes"][0]["weights"] == b"\x00\x01safetensors bytes"
+    assert sorted(back["classes"]) == [0, 2] and back["t"] == (1, "a", None)
+    np.testing.assert_array_equal(back["g"]["w"], np.ones((2, 3), np.float32))
+    assert back["g"]["m"].dtype == np.uint32
+    assert back["classes"][0]["curve"] == report["classes"][0]["curve"]

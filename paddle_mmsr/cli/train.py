@@ -70,13 +70,13 @@ def main(argv=None) -> int:
     except Busy as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except PermissionError as e:  # e.g. a read-only output folder
-        print(f"error: cannot write {e.filename or cfg.output_dir}: {e.strerror}",
-              file=sys.stderr)
-        return 2
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # setup problems
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. a read-only output folder, or a file in its place
+        print(f"error: cannot write {e.filename or cfg.output_dir}: {e.strerror or e}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

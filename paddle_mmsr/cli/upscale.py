@@ -149,7 +149,7 @@ def parse_args(argv=None):
                          "bundle's recorded bf16 PSNR cost is at most 0.01 dB, else fp32")
     ap.add_argument("--max-memory", type=_bytes, metavar="SIZE",
                     help="refuse an image whose estimated peak memory is above SIZE (e.g. 8G; "
-                         f"default: {MEMORY_SHARE:.0%} of the RAM available at start)")
+                         f"default: {MEMORY_SHARE * 100:.0f}%% of the RAM available at start)")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bars (also off when stderr is not a terminal)")
     return ap.parse_args(argv)

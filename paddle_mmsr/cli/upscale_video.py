@@ -65,6 +65,9 @@ def parse_args(argv=None):
                     help="auto: bf16 where the hardware has it and the bundle's recorded "
                          "bf16 cost is small, else fp32")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    ap.add_argument("--accept-short", action="store_true",
+                    help="upscale a video whose stream ends before its duration says "
+                         "(a partial download) instead of stopping")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="no progress (a bar on a terminal, else a line every half minute)")
     args = ap.parse_args(argv)
@@ -96,12 +99,19 @@ def main(argv=None) -> int:
     if out.exists() and not args.overwrite:
         print(f"error: {out} exists (pass --overwrite to replace it)", file=sys.stderr)
         return 2
-    from paddle_mmsr.image.video_io import VideoError, probe
+    from paddle_mmsr.image.video_io import VideoError, probe, short_stream
     try:  # a bad input fails before Paddle loads
         info = probe(args.input, args.start, args.duration, args.deinterlace)
     except VideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    short = short_stream(info)
+    if short:
+        print(f"warning: {short}", file=sys.stderr)
+        if not args.accept_short:
+            print(f"error: stopped before any work; pass --accept-short to upscale the "
+                  f"{info.frames} frames there are", file=sys.stderr)
+            return 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from paddle_mmsr.core.manifest import BundleError
@@ -109,6 +119,9 @@ def main(argv=None) -> int:
         from paddle_mmsr.sr.reconstruct import MMSR
         from paddle_mmsr.sr.video import interrupted_note, upscale_video
         from paddle_mmsr.locks import Busy
+        from paddle_mmsr.cli.upscale import catch_stops
+        import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...
+    catch_stops()  # ...which ours replaces: SIGTERM stops like Ctrl-C
     options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
     try:
         check_device(args.device)
@@ -130,9 +143,11 @@ def main(argv=None) -> int:
     except (VideoError, FileExistsError, OSError, Busy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\n" + interrupted_note(out, args.segment), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (upscale.Stopped)
+        signum = getattr(e, "signum", 2)
+        print(f"\n{interrupted_note(out, args.segment)} "
+              f"({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
+        return 128 + signum
     w, h = r["size"]
     print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "
           f"audio: {', '.join(r['audio']) or 'none'}; {r['new_segments']} of {r['segments']} "

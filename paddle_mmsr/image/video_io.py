@@ -48,6 +48,7 @@ class VideoInfo:
     audio: list = field(default_factory=list)    # codec name per audio stream
     others: int = 0             # subtitle / data streams (not copied)
     frames: int = 0             # frames in the chosen range, after the filters
+    expected: int | None = None  # frames the container's duration promises (None: unknown)
     vfr: bool = False
     interlaced: bool = False
     filters: list = field(default_factory=list)  # ffmpeg filters applied before upscaling
@@ -57,6 +58,17 @@ class VideoInfo:
 def _run(args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
                           capture_output=True, **kw)
+
+
+def _ff(path) -> str:
+    """A file name for ffmpeg's command line: absolute, behind ``file:``, so a name
+    with ``:`` (``a:b.mp4``) is never taken for a protocol."""
+    return "file:" + os.path.abspath(path)
+
+
+def _concat_line(path) -> str:
+    """One line of an ffmpeg concat list; a quote in the name is escaped."""
+    return "file '" + Path(path).resolve().as_posix().replace("'", "'\\''") + "'\n"
 
 
 def _range_args(start, duration) -> list:
@@ -81,7 +93,7 @@ def probe(path, start=None, duration=None, deinterlace: str = "auto") -> VideoIn
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
-    text = _run(["-i", str(path)]).stderr.decode(errors="replace")
+    text = _run(["-i", _ff(path)]).stderr.decode(errors="replace")
     if "Input #0" not in text:
         last = [l for l in text.strip().splitlines() if l.strip()]
         raise VideoError(f"{path}: not a video ffmpeg can read ({last[-1] if last else 'no output'})")
@@ -118,7 +130,7 @@ def probe(path, start=None, duration=None, deinterlace: str = "auto") -> VideoIn
 
 def _analyse(info: VideoInfo, start, duration, deinterlace: str) -> None:
     """Count frames, detect VFR and interlacing, choose the filters."""
-    res = _run([*_range_args(start, duration), "-i", str(info.path), "-map", "0:v:0",
+    res = _run([*_range_args(start, duration), "-i", _ff(info.path), "-map", "0:v:0",
                 "-vf", "idet,vfrdet", "-f", "null", "-"])
     text = res.stderr.decode(errors="replace")
     if res.returncode:
@@ -151,8 +163,21 @@ def _analyse(info: VideoInfo, start, duration, deinterlace: str) -> None:
     if info.filters:  # the filters may change the count
         frames = count_frames(info.path, start, duration, info.filters)
     info.frames = frames
+    if info.duration:
+        span = max(0.0, info.duration - float(start or 0))
+        span = min(span, float(duration)) if duration else span
+        info.expected = int(round(span * float(info.fps)))
     if info.others:
         info.notes.append(f"{info.others} subtitle/data stream(s) are not copied")
+
+
+def short_stream(info: VideoInfo) -> str | None:
+    """A warning when the stream ends well before its container says (a partial
+    download, a cut file): frames read against frames expected; else None."""
+    if info.expected and info.frames < info.expected - max(2, 0.02 * info.expected):
+        return (f"{info.path}: the video stream ends after {info.frames} frames, but its "
+                f"duration promises about {info.expected} (a partial download or a cut file?)")
+    return None
 
 
 def _last_frame_count(text: str) -> int:
@@ -163,7 +188,7 @@ def _last_frame_count(text: str) -> int:
 def count_frames(path, start=None, duration=None, filters=()) -> int:
     """Frames of the first video stream (after ``filters``), by decoding."""
     vf = ["-vf", ",".join(filters)] if filters else []
-    res = _run([*_range_args(start, duration), "-i", str(path), "-map", "0:v:0", *vf,
+    res = _run([*_range_args(start, duration), "-i", _ff(path), "-map", "0:v:0", *vf,
                 "-f", "null", "-"])
     if res.returncode:
         raise VideoError(f"{path}: cannot decode: {res.stderr.decode(errors='replace')[-300:]}")
@@ -179,7 +204,7 @@ class FrameReader:
         vf = ["-vf", ",".join(filters)] if filters else []
         self._proc = subprocess.Popen(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
-             *_range_args(start, duration), "-i", str(info.path), "-map", "0:v:0", *vf,
+             *_range_args(start, duration), "-i", _ff(info.path), "-map", "0:v:0", *vf,
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -207,6 +232,19 @@ class FrameReader:
             s.close()
 
 
+MAX_ENCODER_SIDE = 16384  # libx264 (and libx264rgb): the widest / tallest frame it opens
+
+
+def check_encoder_size(width: int, height: int) -> None:
+    """VideoError when libx264 cannot take a ``width`` x ``height`` frame (measured with
+    the bundled ffmpeg: 16384 x 4096 encodes, 16392 wide or 16384 x 16384 does not)."""
+    if max(width, height) > MAX_ENCODER_SIDE or width * height >= MAX_ENCODER_SIDE ** 2:
+        raise VideoError(f"the upscaled frames would be {width}x{height}: more than the H.264 "
+                         f"encoder takes (at most {MAX_ENCODER_SIDE} px a side, and less than "
+                         f"{MAX_ENCODER_SIDE}x{MAX_ENCODER_SIDE}); cut or downscale the input "
+                         "first")
+
+
 def encoder_args(crf: int, preset: str, lossless: bool, sar: str | None) -> list:
     """ffmpeg output options of the video stream: H.264 yuv420p, or lossless RGB H.264."""
     if lossless:
@@ -230,7 +268,7 @@ class SegmentWriter:
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
              "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
              "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "pipe:0",
-             *codec_args, "-f", "matroska", str(self.part)],
+             *codec_args, "-f", "matroska", _ff(self.part)],
             stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frame: np.ndarray) -> None:
@@ -259,32 +297,32 @@ def mux(segments: list, source: Path, dst_tmp: Path, start=None, duration=None,
     """Concatenate ``segments`` (stream copy) with the audio of ``source`` (copied; AAC
     when the container refuses the codec) into ``dst_tmp``. Returns a note or ''."""
     listing = dst_tmp.with_name(dst_tmp.name + ".txt")
-    listing.write_text("".join(f"file '{Path(s).resolve().as_posix()}'\n" for s in segments))
+    listing.write_text("".join(_concat_line(s) for s in segments))
     cut = dst_tmp.with_name(dst_tmp.name + ".audio.mka")
-    base = ["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    base = ["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", _ff(listing)]
     if with_audio:
         audio_src = source
         if start or duration:
             # cut on its own, -ss after -i: packet-exact (input seeking with stream copy
             # starts at the video keyframe before, and shifts the video of the other input)
-            res = _run(["-v", "error", "-y", "-i", str(source), *_range_args(start, duration),
-                        "-map", "0:a", "-c", "copy", "-f", "matroska", str(cut)])
+            res = _run(["-v", "error", "-y", "-i", _ff(source), *_range_args(start, duration),
+                        "-map", "0:a", "-c", "copy", "-f", "matroska", _ff(cut)])
             if res.returncode:
                 raise VideoError(f"cutting the audio failed: "
                                  f"{res.stderr.decode(errors='replace').strip()[-500:]}")
             audio_src = cut
-        base += ["-i", str(audio_src), "-map", "0:v:0", "-map", "1:a"]
+        base += ["-i", _ff(audio_src), "-map", "0:v:0", "-map", "1:a"]
     else:
         base += ["-map", "0:v:0"]
     tail = ["-movflags", "+faststart"] if dst_tmp.suffix.lower() in (".mp4", ".m4v", ".mov") \
         else []
     note = ""
     try:
-        res = _run([*base, "-c", "copy", *tail, str(dst_tmp)])
+        res = _run([*base, "-c", "copy", *tail, _ff(dst_tmp)])
         if res.returncode and with_audio:
             note = ("the audio codec cannot be stored in a "
                     f"{dst_tmp.suffix} file as it is: re-encoded to AAC 192 kb/s")
-            res = _run([*base, "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", *tail, str(dst_tmp)])
+            res = _run([*base, "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", *tail, _ff(dst_tmp)])
         if res.returncode:
             dst_tmp.unlink(missing_ok=True)
             raise VideoError(f"joining the segments failed: "
@@ -313,7 +351,7 @@ def write_video(path, frames, fps=25, tone: float | None = None, codec_args=None
     proc = subprocess.Popen(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate,
-         "-i", "pipe:0", *audio, "-map", "0:v", *codec_args, *amap, str(path)],
+         "-i", "pipe:0", *audio, "-map", "0:v", *codec_args, *amap, _ff(path)],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         proc.stdin.write(np.ascontiguousarray(first, np.uint8).data)

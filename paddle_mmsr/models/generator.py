@@ -21,8 +21,8 @@ Three forms:
   class models of a bundle differ in cost as much as in size. Use a small
   head kernel (``head_kernel: 3``); ``tail_kernel`` is the last LR conv's.
 
-Activations are PReLU throughout. (LeakyReLU was tried for oneDNN's conv +
-activation fusion: Paddle 3.3's PIR fusion pass crashes on it.)
+Activations are PReLU throughout (exported as the equal LeakyReLU; Paddle 3.3's
+conv + activation fusion crashes on it, see sr/inference.py).
 """
 from __future__ import annotations
 

@@ -107,6 +107,9 @@ class MMSR:
         else:  # "auto" -> fp32 or bf16, by the hardware and the bundle's measured cost
             self.precision, self.precision_reason = choose_precision(
                 precision, device, bundle.bf16_psnr_cost)
+            if self.precision == "bf16" and backend == "dygraph":
+                raise ValueError("bf16 runs in Paddle Inference only; use backend auto or "
+                                 "inference, or precision fp32")
         self.on_export = on_export  # called with a class entry before its (slow) export
         self._runners = {}
         self._lock = threading.Lock()

@@ -173,12 +173,16 @@ def upscale_video(sr, src, dst, *, crf: int = 18, preset: str = "medium", lossle
         return _upscale_video(sr, src, dst, crf=crf, preset=preset, lossless=lossless,
                               start=start, duration=duration, routing=routing,
                               stability=stability, segment=segment, deinterlace=deinterlace,
-                              overwrite=overwrite, progress=progress, log=log, info=info)
+                              overwrite=overwrite, progress=progress, log=log, info=info,
+                              depth=depth)
 
 
 def _upscale_video(sr, src: Path, dst: Path, *, crf, preset, lossless, start, duration, routing,
-                   stability, segment, deinterlace, overwrite, progress, log, info) -> dict:
+                   stability, segment, deinterlace, overwrite, progress, log, info,
+                   depth) -> dict:
     info = info or probe(src, start, duration, deinterlace)
+    from paddle_mmsr.image.video_io import check_encoder_size
+    check_encoder_size(info.width * sr.scale, info.height * sr.scale)  # before any frame
     for note in info.notes:
         log(f"note: {note}")
     if not info.audio:

@@ -15,9 +15,9 @@ the group was formed with, served by rank 0).
   minutes or hours apart.
 - When every rank finished they are all at the same point, and the short
   collective part runs: the ranks' reports (class status and reason, final
-  generator weights, busy time) are gathered (``all_gather_object``); rank 0
+  generator weights, busy time) are gathered (as safetensors bytes); rank 0
   assembles the bundle from them and tells every rank whether it did
-  (``broadcast_object_list``).
+  (bytes over a broadcast: no pickles between ranks).
 """
 from __future__ import annotations
 
@@ -146,16 +146,45 @@ class Team:
 
     # ---------------------------------------------------------- collective part
     def gather_reports(self, report: dict):
-        """{rank: report} of every rank (``all_gather_object``: the same collective on
+        """{rank: report} of every rank (``gather_bytes``: the same collective on
         every rank; the weights are a few MB per class). Only rank 0 keeps them."""
-        import paddle.distributed as dist
-        got = []
-        dist.all_gather_object(got, report)
-        return {r: got[r] for r in range(len(got))} if self.info.rank == 0 else None
+        from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+        got = gather_bytes(state_to_bytes(report))
+        return ({r: state_from_bytes(got[r]) for r in range(len(got))}
+                if self.info.rank == 0 else None)
 
     def share_outcome(self, assembled: bool | None) -> bool:
         """Rank 0 tells every rank whether the bundle was assembled."""
-        import paddle.distributed as dist
-        box = [assembled if self.info.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        return bool(box[0])
+        data = broadcast_bytes(b"1" if assembled else b"0", 0, self.info.rank == 0)
+        return data == b"1"
+
+
+# Ranks exchange bytes (safetensors files, see safe_files.state_to_bytes) over
+# tensor collectives, never pickles (Paddle's *_object collectives unpickle).
+def gather_bytes(data: bytes, group=None) -> list:
+    """Every rank's ``data``, in rank order (lengths first, then padded bytes)."""
+    import numpy as np
+    import paddle
+    import paddle.distributed as dist
+    lengths = []
+    dist.all_gather(lengths, paddle.to_tensor([len(data)], dtype="int64"), group=group)
+    sizes = [int(t.numpy()[0]) for t in lengths]
+    buf = np.zeros(max(sizes), np.uint8)
+    buf[:len(data)] = np.frombuffer(data, np.uint8)
+    parts = []
+    dist.all_gather(parts, paddle.to_tensor(buf), group=group)
+    return [p.numpy()[:n].tobytes() for p, n in zip(parts, sizes)]
+
+
+def broadcast_bytes(data: bytes | None, src: int, is_src: bool, group=None) -> bytes:
+    """``data`` of rank ``src`` on every rank of ``group``."""
+    import numpy as np
+    import paddle
+    import paddle.distributed as dist
+    n = paddle.to_tensor([len(data) if is_src else 0], dtype="int64")
+    dist.broadcast(n, src=src, group=group)
+    size = int(n.numpy()[0])
+    buf = paddle.to_tensor(np.frombuffer(data, np.uint8).copy() if is_src
+                           else np.zeros(size, np.uint8))
+    dist.broadcast(buf, src=src, group=group)
+    return buf.numpy()[:size].tobytes()

@@ -57,12 +57,13 @@ class Replica:
     def share_start(self, state):
         """Leader: send ``state`` (nested dict, tensors allowed) to the replicas;
         replicas: return the leader's state (numpy arrays in place of tensors)."""
-        import paddle.distributed as dist
+        from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+        from paddle_mmsr.train.ranks import broadcast_bytes
         if self.leader:  # random states stay per rank
             state = {k: v for k, v in state.items() if k != "rng"}
-        box = [_to_numpy(state) if self.leader else None]
-        dist.broadcast_object_list(box, src=self.group.ranks[0], group=self.group)
-        return box[0]
+        data = broadcast_bytes(state_to_bytes(_to_numpy(state)) if self.leader else None,
+                               self.group.ranks[0], self.leader, self.group)
+        return state_from_bytes(data)
 
 
 def _to_numpy(x):
