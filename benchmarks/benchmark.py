@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """MMSR against the single 16-8 model: quality, speed and training cost.
 
-    python benchmarks/benchmark.py --mmsr pretrained/mmsr_x4_psnr [OTHER_MMSR_BUNDLE ...] \
-        --single pretrained/srgan_16-8_x4_psnr \
+    python benchmarks/benchmark.py --mmsr pretrained/mmsr_x4_bicubic [OTHER_MMSR_BUNDLE ...] \
+        --single pretrained/srgan_16-8_x4_bicubic \
         --data ../shared/data/val/Set5 ../shared/data/val/Set14 \
         --train-summary RUN_DIR/summary.json [OTHER_SUMMARY ...] \
         --out report.md --plot benchmarks/results/benchmark.png --json benchmarks/results/benchmark.json

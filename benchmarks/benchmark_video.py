@@ -263,7 +263,7 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("photos", help="training photos for benchmarks/configs/old_film_demo_cpu.yaml")
     p.add_argument("dir")
-    default_bundle = str(ROOT / "pretrained" / "mmsr_x4_psnr")
+    default_bundle = str(ROOT / "pretrained" / "mmsr_x4_bicubic")
     for name in ("speed", "flicker"):
         p = sub.add_parser(name)
         p.add_argument("--bundle", default=default_bundle)

@@ -5,13 +5,14 @@ Rows: bicubic and each bundle; columns: input kinds (how LR is made from HR:
 4-px border) over each image set: the given data folders (their HR/ only) and
 the held-out photos below (scikit-image, CC0; none used in training).
 
-    python benchmarks/real_inputs.py pretrained/mmsr_x4_psnr ... \\
-        --data ../shared/data/val/Set14 --out benchmarks/results/real_inputs
+    python benchmarks/real_inputs.py pretrained/mmsr_x4_bicubic ... \\
+        --data data/val/Set5 data/val/Set14 --out benchmarks/results/real_inputs
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -99,15 +100,14 @@ def main(argv=None) -> int:
         sets["held-out photos"] = photo_images()
     t0 = time.time()
     res = table(sets, methods, a.kinds)
-    machine = f"{cpu_name()}, {time.strftime('%Y-%m-%d')}, {time.time() - t0:.0f} s"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores; {time.time() - t0:.0f} s"
     command = "python benchmarks/real_inputs.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = markdown(res, a.kinds, command, machine)
-    print(md)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out + ".json").write_text(json.dumps({"command": command, "machine": machine,
-                                                     "results": res}, indent=1))
-        Path(a.out + ".md").write_text(md + "\n")
+    print(markdown(res, a.kinds, command, machine))
+    if a.out:  # the results page (benchmarks/results_page.py) reads this
+        Path(a.out + ".json").parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out + ".json").write_text(json.dumps({"recorded": {
+            "date": time.strftime("%Y-%m-%d"), "command": command, "machine": machine},
+            "kinds": a.kinds, "results": res}, indent=1))
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Side-by-side crops of one photo: LR (nearest), bicubic, each bundle, original.
 
-    python benchmarks/side_by_side.py examples/astronaut.png pretrained/mmsr_x4_psnr pretrained/srgan_16-8_x4_psnr -o crop.png
+    python benchmarks/side_by_side.py examples/astronaut.png pretrained/mmsr_x4_bicubic pretrained/srgan_16-8_x4_bicubic -o crop.png
 
 The photo is taken as the original: it is shrunk x4 (MATLAB bicubic), then
 upscaled by each method; the crop is the busiest window unless --crop Y,X.

@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-BUNDLES = ("mmsr_x4_psnr", "mmsr_x4_gan", "srgan_16-8_x4_psnr")
+BUNDLES = ("mmsr_x4_bicubic", "mmsr_x4_gan", "srgan_16-8_x4_bicubic")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "brick", "gravel", "grass",
           "immunohistochemistry")
 OLD_PASSES = ("conv_activation_mkldnn_fuse_pass", "conv_activation_onednn_fuse_pass",
@@ -98,8 +98,8 @@ def _timed(run, x):
     return time.perf_counter() - w, time.process_time() - c
 
 
-def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_psnr",
-                                                                "srgan_16-8_x4_psnr")) -> tuple:
+def models(tmp: Path, rounds: int, bf16: bool, log, bundles=("mmsr_x4_bicubic",
+                                                                "srgan_16-8_x4_bicubic")) -> tuple:
     """Per class: tile times (wall and process CPU, median of interleaved rounds) of
     the export as now, the old export (fusions off), bf16, batches, 64 px tiles; and
     the share of the peak kernel's throughput measured in the same rounds."""
@@ -195,7 +195,7 @@ SETTINGS = {  # name: environment changes
 
 
 def settings(rounds: int, tiles: int, log) -> dict:
-    code = CHILD.format(root=str(ROOT), bundle=str(ROOT / "pretrained" / "mmsr_x4_psnr"), n=tiles)
+    code = CHILD.format(root=str(ROOT), bundle=str(ROOT / "pretrained" / "mmsr_x4_bicubic"), n=tiles)
     res = {k: [] for k in SETTINGS}
     for _ in range(rounds):
         for name, env in SETTINGS.items():
@@ -261,9 +261,9 @@ def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log, bundle
         for p in precisions:
             cases[f"{name} {p}"] = ("this", ["--bundle", str(ROOT / "pretrained" / name),
                                              "--precision", p])
-    if base and "mmsr_x4_psnr" in bundles:  # the base's own copy of the default bundle
-        cases["base mmsr_x4_psnr fp32"] = ("base", ["--bundle", str(
-            checkouts["base"] / "pretrained" / "mmsr_x4_psnr")])
+    if base and "mmsr_x4_bicubic" in bundles:  # the base's own copy of the default bundle
+        cases["base mmsr_x4_bicubic fp32"] = ("base", ["--bundle", str(
+            checkouts["base"] / "pretrained" / "mmsr_x4_bicubic")])
     try:
         for k, (c, opts) in cases.items():  # warm the export caches
             _cli(checkouts[c], [tiny], tmp / "warm", *opts)
@@ -286,8 +286,8 @@ def end_to_end(tmp: Path, base: str | None, rounds: int, precisions, log, bundle
            "cpu_seconds_per_output_mp": {k: med(v, 1) / out_mp for k, v in times.items()},
            "startup_s": {c: med(v, 0) for c, v in startup.items()},
            "startup_cpu_s": {c: med(v, 1) for c, v in startup.items()}}
-    if "base mmsr_x4_psnr fp32" in times:  # same rounds: ratios of interleaved runs
-        b, t = np.array(times["base mmsr_x4_psnr fp32"]), np.array(times["mmsr_x4_psnr fp32"])
+    if "base mmsr_x4_bicubic fp32" in times:  # same rounds: ratios of interleaved runs
+        b, t = np.array(times["base mmsr_x4_bicubic fp32"]), np.array(times["mmsr_x4_bicubic fp32"])
         res["base_over_this"] = float(np.median(b[:, 0] / t[:, 0]))
         res["base_over_this_cpu"] = float(np.median(b[:, 1] / t[:, 1]))
     log(f"  {json.dumps(res)}")
@@ -300,7 +300,7 @@ def video(tmp: Path, log, frames: int = 6) -> dict:
     from paddle_mmsr.sr.video import upscale_video
     from skimage import data
     src = data.astronaut()
-    sr = MMSR.load(ROOT / "pretrained" / "mmsr_x4_psnr")
+    sr = MMSR.load(ROOT / "pretrained" / "mmsr_x4_bicubic")
     sr.prepare()
     inner = sr.reconstruct
     network = [0.0]
@@ -381,7 +381,7 @@ def markdown(r: dict) -> str:
                          f"wall time ({e['base_over_this_cpu']:.2f}x its CPU time) for the same "
                          "photos.")
     if "video" in r:
-        lines += ["", "Video (mmsr_x4_psnr, x264 veryfast): " + "; ".join(
+        lines += ["", "Video (mmsr_x4_bicubic, x264 veryfast): " + "; ".join(
             f"{k}: {v['fps']:.2f} fps, model {100 * v['model_share']:.0f}% of wall"
             for k, v in r["video"].items()) + "."]
     return "\n".join(lines) + "\n"
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
                     choices=("models", "settings", "end_to_end", "video"))
     ap.add_argument("--bundles", nargs="+", default=list(BUNDLES),
                     help="shipped bundles to time (pretrained/NAME; default: %(default)s)")
-    ap.add_argument("--model-bundles", nargs="+", default=["mmsr_x4_psnr", "srgan_16-8_x4_psnr"],
+    ap.add_argument("--model-bundles", nargs="+", default=["mmsr_x4_bicubic", "srgan_16-8_x4_bicubic"],
                     help="bundles whose class models are timed tile by tile")
     ap.add_argument("--frames", type=int, default=6, help="frames of the 352x288 clip "
                     "(the 720x576 one has half)")

@@ -45,7 +45,7 @@
 # %% tags=["parameters"]
 # Parameters: the only cell you need to edit.
 INSTALL = True                      # pip install the requirements and the package (Paddle only if missing)
-BUNDLE = "pretrained/mmsr_x4_psnr"  # trained bundle folder (holds manifest.yaml)
+BUNDLE = "pretrained/mmsr_x4_bicubic"  # trained bundle folder (holds manifest.yaml)
 EXAMPLE = "examples/astronaut.png"  # ground-truth photo: shrunk x4, upscaled, compared
 MY_IMAGE = None                     # your own low-resolution image (path); None: examples/chelsea_lr.png
 MAX_SIDE = 400                      # larger inputs are centre-cropped to this many LR px (None: no limit)

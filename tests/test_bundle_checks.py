@@ -100,7 +100,7 @@ def test_unknown_manifest_keys_are_refused(bundle, change, message):
 
 
 def test_a_width_contradicting_the_spec_is_refused(tmp_path):
-    shutil.copytree(ROOT / "pretrained" / "mmsr_x4_psnr", tmp_path / "b")
+    shutil.copytree(ROOT / "pretrained" / "mmsr_x4_bicubic", tmp_path / "b")
     assert load_bundle(tmp_path / "b").classes[0].spec == "4-6w16"
     edit_manifest(tmp_path / "b", lambda m: m["classes"][0]["generator"].update(channels=32))
     with pytest.raises(BundleError, match="class 0: model spec 4-6w16 sets the width to 16, "

@@ -170,7 +170,7 @@ def tiny_bundle(root: Path) -> Path:
 
 def test_quickstart_runs(tmp_path, kernel_env, photos):
     from paddle_mmsr.image.io import write_image
-    shipped = ROOT / "pretrained" / "mmsr_x4_psnr"
+    shipped = ROOT / "pretrained" / "mmsr_x4_bicubic"
     bundle = shipped if (shipped / "manifest.yaml").exists() else tiny_bundle(tmp_path / "bundle")
     # "a user's upload": an RGBA photo larger than MAX_SIDE, in the notebook's folder's terms
     rocket = photos["rocket"][100:230, 200:360]  # 160x130

@@ -34,7 +34,7 @@ def test_core_modules_import_and_work_without_paddle():
         from paddle_mmsr.sr.route import route
         from paddle_mmsr.metrics.evaluate import bicubic_upscaler, evaluate_images
         cfg = load_config("configs/mmsr_x4.yaml")
-        b = load_bundle("pretrained/mmsr_x4_psnr")
+        b = load_bundle("pretrained/mmsr_x4_bicubic")
         img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
         ids = route([b.tvat.score(img), 0.0], b)
         hr = img[:64, :64]
@@ -79,9 +79,9 @@ def test_commands_without_paddle_say_how_to_install_it(tmp_path):
     p = run_without_paddle(f"""
         from paddle_mmsr.cli import calibrate, evaluate, gpu_check, upscale
         codes = [upscale.main(["examples/chelsea_lr.png", "-o", {str(out)!r}]),
-                 evaluate.main(["--method", "mmsr", "--bundle", "pretrained/mmsr_x4_psnr",
+                 evaluate.main(["--method", "mmsr", "--bundle", "pretrained/mmsr_x4_bicubic",
                                 "examples"]),
-                 calibrate.main(["pretrained/mmsr_x4_psnr", "examples"]),
+                 calibrate.main(["pretrained/mmsr_x4_bicubic", "examples"]),
                  gpu_check.main(["--cpu"])]
         print(codes)
         """)

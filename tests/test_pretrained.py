@@ -8,11 +8,11 @@ from paddle_mmsr.image.io import read_image
 from paddle_mmsr.metrics.psnr_ssim import psnr
 from paddle_mmsr.image.resize import imresize
 
-SHIPPED = ["mmsr_x4_psnr", "srgan_16-8_x4_psnr", "compare_mmsr_x4", "compare_single_x4"]
+SHIPPED = ["mmsr_x4_bicubic", "srgan_16-8_x4_bicubic", "compare_mmsr_x4", "compare_single_x4"]
 
 
 def test_default_bundle_is_shipped():
-    assert (ROOT / "pretrained" / "mmsr_x4_psnr" / "manifest.yaml").exists()
+    assert (ROOT / "pretrained" / "mmsr_x4_bicubic" / "manifest.yaml").exists()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -32,7 +32,7 @@ def test_gan_bundle_is_sharper_and_still_beats_bicubic(tmp_path):
     """The adversarial bundle: lower NIQE than the PSNR bundle, PSNR still above bicubic."""
     from paddle_mmsr.metrics.niqe import niqe
     gan = MMSR.load(ROOT / "pretrained" / "mmsr_x4_gan", cache_dir=tmp_path / "gan")
-    ref = MMSR.load(ROOT / "pretrained" / "mmsr_x4_psnr", cache_dir=tmp_path / "psnr")
+    ref = MMSR.load(ROOT / "pretrained" / "mmsr_x4_bicubic", cache_dir=tmp_path / "psnr")
     for photo in ("astronaut.png", "coffee.png"):
         hr = read_image(ROOT / "examples" / photo)
         lr = imresize(hr, 1 / 4)

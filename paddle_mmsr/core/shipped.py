@@ -10,7 +10,7 @@ from pathlib import Path
 
 from paddle_mmsr.core.manifest import MANIFEST
 
-DEFAULT_BUNDLE = "mmsr_x4_psnr"  # the bundle the commands use without --bundle
+DEFAULT_BUNDLE = "mmsr_x4_robust"  # the bundle the commands use without --bundle
 INSTALLED = Path(__file__).resolve().parents[1] / "pretrained"
 CHECKOUT = Path(__file__).resolve().parents[2] / "pretrained"
 

@@ -1,7 +1,7 @@
 """MMSR reconstruction: tiles -> TVAT -> route -> run -> stitch.
 
     from paddle_mmsr import MMSR
-    sr = MMSR.load("pretrained/mmsr_x4_psnr")
+    sr = MMSR.load("pretrained/mmsr_x4_bicubic")
     out = sr.upscale(img)        # uint8/uint16 HxW or HxWxC, same kind back
 
 Gray input is run as RGB and averaged back; alpha is upscaled by bicubic;

@@ -2,7 +2,7 @@
 
     from paddle_mmsr import MMSR
     from paddle_mmsr.sr.video import upscale_video
-    sr = MMSR.load("pretrained/mmsr_x4_psnr")
+    sr = MMSR.load("pretrained/mmsr_x4_bicubic")
     upscale_video(sr, "film.mp4", "film_x4.mp4")
 
 The range is cut into segments of ``segment`` seconds, each encoded on its own
