@@ -618,7 +618,7 @@ def test_an_unwritable_training_output_is_one_line(tmp_path):
 
 
 def test_ranks_exchange_safetensors_bytes_not_pickles():
-    from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+    from paddle_mmsr.core.safe_files import state_from_bytes, state_to_bytes
     report = {"rank": 1, "host": "h", "busy_seconds": 1.5,
               "classes": {0: {"status": "done", "weights": b"\x00\x01safetensors bytes",
                               "curve": [{"iteration": 2, "psnr_y": 20.5}]},

@@ -148,7 +148,7 @@ class Team:
     def gather_reports(self, report: dict):
         """{rank: report} of every rank (``gather_bytes``: the same collective on
         every rank; the weights are a few MB per class). Only rank 0 keeps them."""
-        from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+        from paddle_mmsr.core.safe_files import state_from_bytes, state_to_bytes
         got = gather_bytes(state_to_bytes(report))
         return ({r: state_from_bytes(got[r]) for r in range(len(got))}
                 if self.info.rank == 0 else None)

@@ -57,7 +57,7 @@ class Replica:
     def share_start(self, state):
         """Leader: send ``state`` (nested dict, tensors allowed) to the replicas;
         replicas: return the leader's state (numpy arrays in place of tensors)."""
-        from paddle_mmsr.safe_files import state_from_bytes, state_to_bytes
+        from paddle_mmsr.core.safe_files import state_from_bytes, state_to_bytes
         from paddle_mmsr.train.ranks import broadcast_bytes
         if self.leader:  # random states stay per rank
             state = {k: v for k, v in state.items() if k != "rng"}
