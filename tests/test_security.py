@@ -24,7 +24,7 @@ from paddle_mmsr.sr import inference  # noqa: E402
 from paddle_mmsr.core.manifest import BundleError, load_bundle  # noqa: E402
 from paddle_mmsr.models.weights import build_class_generator, load_class_state, make_bundle  # noqa: E402
 
-TINY = dict(channels=8, form="fast", head_kernel=3, tail_kernel=3)
+from test_bundle_checks import TINY, bundle, edit_manifest  # noqa: E402,F401  (one tiny bundle)
 
 
 class _Evil:
@@ -38,20 +38,6 @@ class _Evil:
 def evil_pickle(marker, payload=None) -> bytes:
     """A pickle that writes ``marker`` when loaded (inside an otherwise plain dict)."""
     return pickle.dumps({**(payload or {}), "x": _Evil(marker)}, protocol=4)
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    paddle.seed(0)
-    gens = [(s, TINY, build_generator(s, 4, **TINY)) for s in ("1-1", "2-2")]
-    make_bundle(tmp_path / "b", gens, TVATSettings(bounds=[1.0]), flat_bound=0.1)
-    return tmp_path / "b"
-
-
-def edit_manifest(root, change):
-    m = yaml.safe_load((root / "manifest.yaml").read_text())
-    change(m)
-    (root / "manifest.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
 
 
 def legacy_bundle(root, bundle, marker=None):
@@ -355,12 +341,12 @@ def test_upscale_does_not_clobber_a_file_published_meanwhile(bundle, tmp_path, m
     src = tmp_path / "in.png"
     write_image(src, np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8))
     out = tmp_path / "out"
-    real_save = imio._save
+    real_save = imio._save_png  # the PNG encoder, called between the check and the publish
 
-    def save_and_race(tmp, img, ext, quality, icc=None):
+    def save_and_race(tmp, img, level, icc=None):
         (out / "in.png").write_bytes(b"the other run's file")
-        return real_save(tmp, img, ext, quality, icc)
-    monkeypatch.setattr(imio, "_save", save_and_race)
+        return real_save(tmp, img, level, icc)
+    monkeypatch.setattr(imio, "_save_png", save_and_race)
     code = upscale.main([str(src), "-o", str(out), "--bundle", str(bundle),
                          "--backend", "dygraph", "-q"])
     assert code == 1 and "exists" in capsys.readouterr().err

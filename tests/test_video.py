@@ -13,7 +13,7 @@ from paddle_mmsr.image.video_io import VideoError, ffmpeg_exe, probe, read_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = str(ROOT / "tools" / "upscale_video.py")
-BUNDLE = ROOT / "pretrained" / "mmsr_x4_bicubic"
+BUNDLE = ROOT / "pretrained" / "mmsr_x4_robust"  # the default of the command line tool
 FPS, N = 25, 30   # 1.2 s
 
 

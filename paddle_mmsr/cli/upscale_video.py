@@ -145,8 +145,10 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (upscale.Stopped)
         signum = getattr(e, "signum", 2)
-        print(f"\n{interrupted_note(out, args.segment)} "
-              f"({'SIGTERM' if signum == 15 else 'SIGINT'})", file=sys.stderr)
+        note = interrupted_note(out, args.segment)
+        if signum == 15:  # say what stopped it when it was not Ctrl-C
+            note = note.replace("interrupted", "interrupted (SIGTERM)", 1)
+        print("\n" + note, file=sys.stderr)
         return 128 + signum
     w, h = r["size"]
     print(f"{out}: {r['frames']} frames, {w}x{h}, {r['fps']:.3f} fps, "
