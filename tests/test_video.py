@@ -173,7 +173,7 @@ def test_variable_rate_and_interlaced_inputs(clips, tmp_path):
 def test_stable_router_holds_classes_near_a_bound(sr):
     from paddle_mmsr.sr.route import route
     from paddle_mmsr.sr.video import StableRouter
-    bound = sr.bundle.tvat.bounds[0]
+    bound = next(b for b in sr.bundle.tvat.bounds if b > 0)  # a bound some tiles cross
     wobble = [np.array([bound * 0.97, bound * 3]), np.array([bound * 1.03, bound * 3])] * 5
     plain = [route(s, sr.bundle) for s in wobble]
     assert sum((a != b).sum() for a, b in zip(plain, plain[1:])) == 9  # flips every frame

@@ -309,6 +309,27 @@ class Overlap:
         self.writer.shutdown(wait=True)
 
 
+def load_model(bundle, args, **options):
+    """The bundle loaded with a command's options (tile, overlap, backend, device,
+    threads, precision, routing, quiet) and ``options``, SIGTERM caught like Ctrl-C,
+    its precision said, ready to run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from paddle_mmsr.sr.inference import check_device
+        from paddle_mmsr.sr.reconstruct import MMSR
+        import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...
+    catch_stops()  # ...which ours replaces
+    options.update({k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items()
+                    if v is not None})
+    check_device(args.device)
+    sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
+                   precision=args.precision, on_export=first_use_note(), **options)
+    if not args.quiet:
+        print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
+    sr.prepare(args.routing)
+    return sr
+
+
 def first_use_note():
     """An ``on_export`` hook saying once why the first run of a bundle takes longer."""
     said = []
@@ -458,23 +479,9 @@ def _run(args) -> int:
             if problem:
                 print(f"error: {problem}", file=sys.stderr)
                 return 2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from paddle_mmsr.core.manifest import BundleError
-            from paddle_mmsr.sr.inference import check_device
-            from paddle_mmsr.sr.reconstruct import MMSR
-            import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...
-        catch_stops()  # ...which ours replaces
-        options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items()
-                   if v is not None}
+        from paddle_mmsr.core.manifest import BundleError
         try:
-            check_device(args.device)
-            sr = MMSR.load(bundle, backend=args.backend, device=args.device,
-                           batch_size=args.batch, threads=args.threads, tensorrt=args.tensorrt,
-                           precision=args.precision, on_export=first_use_note(), **options)
-            if not args.quiet:
-                print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
-            sr.prepare(args.routing)
+            sr = load_model(bundle, args, batch_size=args.batch, tensorrt=args.tensorrt)
         except (BundleError, RuntimeError, ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -14,13 +14,11 @@ import argparse
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ log quiet
 
 from paddle_mmsr.cli import needs_paddle  # noqa: E402
-from paddle_mmsr.cli.upscale import first_use_note  # noqa: E402
 from paddle_mmsr.core.shipped import DEFAULT_BUNDLE, resolve_bundle  # noqa: E402
 from paddle_mmsr.sr.precision import PRECISIONS  # noqa: E402
 
@@ -112,24 +110,12 @@ def main(argv=None) -> int:
             print(f"error: stopped before any work; pass --accept-short to upscale the "
                   f"{info.frames} frames there are", file=sys.stderr)
             return 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from paddle_mmsr.core.manifest import BundleError
-        from paddle_mmsr.sr.inference import check_device
-        from paddle_mmsr.sr.reconstruct import MMSR
-        from paddle_mmsr.sr.video import interrupted_note, upscale_video
-        from paddle_mmsr.locks import Busy
-        from paddle_mmsr.cli.upscale import catch_stops
-        import paddle  # noqa: F401  installs a fatal-signal handler for SIGTERM...
-    catch_stops()  # ...which ours replaces: SIGTERM stops like Ctrl-C
-    options = {k: v for k, v in dict(tile=args.tile, overlap=args.overlap).items() if v is not None}
+    from paddle_mmsr.cli.upscale import load_model
+    from paddle_mmsr.core.manifest import BundleError
+    from paddle_mmsr.locks import Busy
+    from paddle_mmsr.sr.video import interrupted_note, upscale_video
     try:
-        check_device(args.device)
-        sr = MMSR.load(bundle, backend=args.backend, device=args.device, threads=args.threads,
-                       precision=args.precision, on_export=first_use_note(), **options)
-        if not args.quiet:
-            print(f"precision: {sr.precision} ({sr.precision_reason})", file=sys.stderr)
-        sr.prepare(args.routing)
+        sr = load_model(bundle, args)  # SIGTERM stops like Ctrl-C from here on
     except (BundleError, RuntimeError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
