@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -59,28 +57,6 @@ def table(sets: dict, methods: dict, kinds: list, log=print) -> dict:
     return out
 
 
-def markdown(res: dict, kinds: list, command: str, machine: str) -> str:
-    lines = [f"Command: `{command}`", "", f"Machine: {machine}", ""]
-    for set_name, rows in res.items():
-        lines += [f"**{set_name}** (PSNR-Y dB / SSIM-Y, x4)", "",
-                  "| method | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
-        for m, cells in rows.items():
-            lines.append(f"| {m} | " + " | ".join(
-                f"{cells[k]['psnr']:.2f} / {cells[k]['ssim']:.4f}" for k in kinds) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> int:
     from paddle_mmsr.image.degrade import INPUT_KINDS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,14 +76,16 @@ def main(argv=None) -> int:
         sets["held-out photos"] = photo_images()
     t0 = time.time()
     res = table(sets, methods, a.kinds)
-    machine = f"{cpu_name()}, {os.cpu_count()} cores; {time.time() - t0:.0f} s"
+    from benchmark import machine  # benchmarks/benchmark.py: CPU, cores, GPUs, Paddle
+    machine = f"{machine()}; {time.time() - t0:.0f} s"
     command = "python benchmarks/real_inputs.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(markdown(res, a.kinds, command, machine))
+    record = {"recorded": {"date": time.strftime("%Y-%m-%d"), "command": command,
+                           "machine": machine}, "kinds": a.kinds, "results": res}
+    from results_page import real_inputs  # the same tables as docs/results.md
+    print("\n".join(real_inputs(record)))
     if a.out:  # the results page (benchmarks/results_page.py) reads this
         Path(a.out + ".json").parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out + ".json").write_text(json.dumps({"recorded": {
-            "date": time.strftime("%Y-%m-%d"), "command": command, "machine": machine},
-            "kinds": a.kinds, "results": res}, indent=1))
+        Path(a.out + ".json").write_text(json.dumps(record, indent=1))
     return 0
 
 

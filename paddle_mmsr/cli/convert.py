@@ -95,17 +95,25 @@ class _PlainUnpickler(pickle.Unpickler):
         raise RefusedPickle(f"refusing persistent id {str(pid)[:40]}")
 
 
+def _walk(obj, swap):
+    """``obj`` through dicts, lists and tuples, with each value that ``swap`` replaces
+    (``swap(value)`` is not None) replaced."""
+    new = swap(obj)
+    if new is not None:
+        return new
+    if isinstance(obj, dict):
+        return {k: _walk(v, swap) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_walk(v, swap) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_walk(v, swap) for v in obj)
+    return obj
+
+
 def _plain(obj):
     """Replace the generator-state stand-ins by their plain state."""
-    if isinstance(obj, _GeneratorState):
-        return {"__generator__": list(obj.state)}
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_plain(v) for v in obj)
-    return obj
+    return _walk(obj, lambda o: {"__generator__": list(o.state)}
+                 if isinstance(o, _GeneratorState) else None)
 
 
 def read_legacy(path):
@@ -154,16 +162,12 @@ def convert_weights(path) -> Path:
 
 def _tensors_to_arrays(obj):
     from paddle_mmsr.core.safe_files import AsTensor
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) \
-            and isinstance(obj[1], np.ndarray):
-        return AsTensor(obj[1])  # paddle.save's (name, array) for a tensor
-    if isinstance(obj, dict):
-        return {k: _tensors_to_arrays(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_tensors_to_arrays(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_tensors_to_arrays(v) for v in obj)
-    return obj
+
+    def tensor(o):  # paddle.save's (name, array) for a tensor
+        named = (isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str)
+                 and isinstance(o[1], np.ndarray))
+        return AsTensor(o[1]) if named else None
+    return _walk(obj, tensor)
 
 
 def convert_checkpoint(path) -> Path:

@@ -63,8 +63,6 @@ def pair_from_hr(hr: np.ndarray, scale: int = 4, name: str = "image", kind: str 
     if h == 0 or w == 0:
         raise ValueError(f"{name}: smaller than the scale {scale}")
     hr = np.ascontiguousarray(hr[:h, :w])
-    if kind == "bicubic":
-        return hr, imresize(hr, output_shape=(h // scale, w // scale))
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     return hr, INPUT_KINDS[kind](hr, scale, rng)
 
