@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mmsr.models.weights import build_class_generator, check_state_dict, save_weights
+from paddle_mmsr.models.weights import check_state_dict, load_class_state, save_weights
 from paddle_mmsr.data.dataset import SRDataset
 from paddle_mmsr.models.losses import content_loss, d_loss, g_adv_loss
 from paddle_mmsr.train.batches import batch_stream, warm_then
@@ -208,16 +208,11 @@ def _train_picture(g, lr, hr, scale: int) -> np.ndarray:
 
 def init_from_bundle(nets: dict, root, job: ClassJob) -> None:
     """Start G (and its EMA) from class ``job.id`` of the bundle at ``root``."""
-    from paddle_mmsr.core.manifest import BundleError, load_bundle
-    bundle = load_bundle(root)
-    entries = [e for e in bundle.classes if e.id == job.id]
-    if not entries:
-        raise BundleError(f"train.init_bundle {root}: no class {job.id} to start {job.name} from")
-    state = build_class_generator(bundle, entries[0]).state_dict()
+    state = load_class_state(root, job.id)  # verified before reading
     for key in ("g", "ema"):
         if nets[key] is not None:
             check_state_dict(nets[key], state, f"train.init_bundle {root} class {job.id} "
-                                               f"(spec {entries[0].spec}) for {job.name} ({job.spec})")
+                                               f"for {job.name} ({job.spec})")
             nets[key].set_state_dict(state)
 
 
